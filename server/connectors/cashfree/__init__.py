@@ -1,0 +1,5 @@
+"""Cashfree PG connector."""
+
+from server.connectors.cashfree.connector import CashfreeConnector
+
+__all__ = ["CashfreeConnector"]
