@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from types import MappingProxyType
 
 from server.domain.fraud.settings import FraudSettings
 from server.domain.money import Money
@@ -216,15 +215,12 @@ class FraudInput:
     merchant_id: str = ""
 
 
-_EMPTY: Mapping[VelocityKind, Mapping[Window, WindowStats]] = MappingProxyType({})
-
-
 @dataclass(frozen=True, slots=True)
 class FraudContext:
     """Facts looked up for one payment (Redis, PostgreSQL, geo database)."""
 
     # Counters per identifier kind; a kind missing here was not looked up (or not given).
-    velocity: Mapping[VelocityKind, Mapping[Window, WindowStats]] = field(default=_EMPTY)
+    velocity: Mapping[VelocityKind, Mapping[Window, WindowStats]] = field(default_factory=dict)
     # True when the counters already include this payment (record_and_read); False for a
     # dry run (read), in which case the engine adds the payment itself.
     velocity_includes_current: bool = False
