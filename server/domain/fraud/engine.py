@@ -62,8 +62,8 @@ def combine(reasons: Iterable[Reason], settings: FraudSettings, *,
             unavailable_signals: Iterable[str] = (),
             minimum: Decision = Decision.ALLOW) -> Assessment:
     """Reasons → assessment. Hard blocks win whatever the score; `minimum` is a floor."""
-    ordered = tuple(sorted(reasons, key=lambda r: (not r.hard_block, -r.score, r.code,
-                                                   r.message)))
+    # Stable sort: equal contributions keep the signals' order (high amount first).
+    ordered = tuple(sorted(reasons, key=lambda r: (not r.hard_block, -r.score)))
     score = max(0, min(100, sum(r.score for r in ordered)))
     if any(r.hard_block for r in ordered) or score >= settings.block_score:
         decision = Decision.BLOCK
