@@ -1,15 +1,15 @@
 """The error tree, drawn once. Every layer raises these; entrypoints map them to gRPC / HTTP.
 
-TriveniError
-├── ValidationError          bad input; `field` names the offending field   → INVALID_ARGUMENT / 400
-├── NotFound                 no such resource for this merchant               → NOT_FOUND / 404
-├── IdempotencyConflict      key reused with a different request              → ALREADY_EXISTS / 409
-├── Unauthenticated          missing or unknown API key                       → UNAUTHENTICATED / 401
-├── PermissionDenied         another merchant's resource / forbidden action   → PERMISSION_DENIED / 403
-├── RateLimited              per-merchant rate limit hit                      → RESOURCE_EXHAUSTED / 429
-├── IllegalTransition        state machine refuses the change                 → FAILED_PRECONDITION / 409
-├── DependencyUnavailable    PostgreSQL / Redis / Kafka down                  → UNAVAILABLE / 503
-└── ConfigurationError       invalid settings at start-up (never mapped; the process exits)
+TriveniError                                   gRPC status / HTTP status
+├── ValidationError       bad input; `field`   INVALID_ARGUMENT / 400
+├── NotFound              no such resource     NOT_FOUND / 404
+├── IdempotencyConflict   key reused, new body ALREADY_EXISTS / 409
+├── Unauthenticated       missing/unknown key  UNAUTHENTICATED / 401
+├── PermissionDenied      another merchant's   PERMISSION_DENIED / 403
+├── RateLimited           per-merchant limit   RESOURCE_EXHAUSTED / 429
+├── IllegalTransition     state machine says no FAILED_PRECONDITION / 409
+├── DependencyUnavailable PG / Redis / Kafka   UNAVAILABLE / 503
+└── ConfigurationError    bad settings at start-up (never mapped; the process exits)
 Connector errors live in `server.connectors.base` and derive from TriveniError too.
 """
 

@@ -1,0 +1,92 @@
+"""Typed settings from the environment (and a .env file). Secrets are wrapped so they never print.
+
+Every variable is listed, with its default, in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    env: Literal["development", "production", "test"] = Field(
+        "development", validation_alias="TRIVENI_ENV")
+    # Unset → scripts/run and the tests start embedded servers (development only).
+    postgres_url: SecretStr = Field(SecretStr(""), validation_alias="POSTGRES_URL")
+    redis_url: SecretStr = Field(SecretStr(""), validation_alias="REDIS_URL")
+    kafka_bootstrap: str = Field("", validation_alias="KAFKA_BOOTSTRAP")
+    kafka_client: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python", validation_alias="TRIVENI_KAFKA_CLIENT")
+
+    grpc_host: str = Field("0.0.0.0", validation_alias="TRIVENI_GRPC_HOST")
+    grpc_port: int = Field(50051, validation_alias="TRIVENI_GRPC_PORT")
+    http_host: str = Field("0.0.0.0", validation_alias="TRIVENI_HTTP_HOST")
+    http_port: int = Field(8080, validation_alias="TRIVENI_HTTP_PORT")
+    processes: int = Field(1, ge=1, le=64, validation_alias="TRIVENI_PROCESSES")
+    run_workers: bool = Field(True, validation_alias="TRIVENI_RUN_WORKERS")
+    tls_cert_file: Path | None = Field(None, validation_alias="TRIVENI_TLS_CERT_FILE")
+    tls_key_file: Path | None = Field(None, validation_alias="TRIVENI_TLS_KEY_FILE")
+    # Base URL PSPs use to reach our webhook shim (/webhooks/{account}).
+    public_base_url: str = Field("http://127.0.0.1:8080", validation_alias="TRIVENI_PUBLIC_URL")
+
+    data_dir: Path = Field(Path(".data"), validation_alias="TRIVENI_DATA_DIR")
+    log_level: str = Field("INFO", validation_alias="TRIVENI_LOG_LEVEL")
+    log_format: Literal["json", "console"] = Field("json", validation_alias="TRIVENI_LOG_FORMAT")
+
+    connectors_file: Path | None = Field(None, validation_alias="TRIVENI_CONNECTORS_FILE")
+    routing_file: Path | None = Field(None, validation_alias="TRIVENI_ROUTING_FILE")
+    # Seed rule: above this many paise, premium accounts are preferred (₹10,000).
+    premium_threshold_minor: int = Field(1_000_000, validation_alias="TRIVENI_PREMIUM_THRESHOLD")
+    max_attempts: int = Field(3, ge=1, le=10, validation_alias="TRIVENI_MAX_ATTEMPTS")
+
+    pg_pool_min: int = Field(2, validation_alias="TRIVENI_PG_POOL_MIN")
+    pg_pool_max: int = Field(16, validation_alias="TRIVENI_PG_POOL_MAX")
+    rate_limit_per_second: int = Field(1000, validation_alias="TRIVENI_RATE_LIMIT_PER_SECOND")
+
+    # Development conveniences, refused in production.
+    dev_api_key: SecretStr = Field(SecretStr(""), validation_alias="TRIVENI_DEV_API_KEY")
+    dev_merchant_id: str = Field("mer_dev", validation_alias="TRIVENI_DEV_MERCHANT_ID")
+    allow_unsigned_webhooks: bool = Field(False, validation_alias="TRIVENI_ALLOW_UNSIGNED_WEBHOOKS")
+    # The embedded simulator PSP (scripts/run starts it; benchmarks tune it).
+    simulator_port: int = Field(9010, validation_alias="TRIVENI_SIMULATOR_PORT")
+    simulator_latency_ms: int = Field(20, validation_alias="TRIVENI_SIMULATOR_LATENCY_MS")
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    def check(self) -> None:
+        """Refuse unsafe combinations at start-up."""
+        from server.errors import ConfigurationError
+
+        if self.production:
+            if self.allow_unsigned_webhooks:
+                raise ConfigurationError(
+                    "TRIVENI_ALLOW_UNSIGNED_WEBHOOKS cannot be set when TRIVENI_ENV=production")
+            for name, value in (("POSTGRES_URL", self.postgres_url.get_secret_value()),
+                                ("REDIS_URL", self.redis_url.get_secret_value()),
+                                ("KAFKA_BOOTSTRAP", self.kafka_bootstrap)):
+                if not value:
+                    raise ConfigurationError(f"{name} is required when TRIVENI_ENV=production")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigurationError(
+                "set both TRIVENI_TLS_CERT_FILE and TRIVENI_TLS_KEY_FILE, or neither")
+
+
+def load_settings() -> Settings:
+    settings = Settings()
+    settings.check()
+    return settings

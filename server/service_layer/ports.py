@@ -1,0 +1,81 @@
+"""Small abstract ports the use cases depend on. Concrete classes are built in bootstrap.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from server.connectors.base import Connector, ConnectorAccount, Transport
+from server.domain.payment import FraudSummary, Payment, RoutingSummary
+from server.service_layer.commands import ListPayments
+
+__all__ = [
+    "AccountDirectory",
+    "Clock",
+    "FraudScreener",
+    "PaymentRepository",
+    "Router",
+    "UnitOfWork",
+]
+
+
+class PaymentRepository(Protocol):
+    async def add(self, payment: Payment) -> None: ...
+    async def save(self, payment: Payment) -> None: ...
+    async def get(self, merchant_id: str, payment_id: str, *, for_update: bool = False
+                  ) -> Payment: ...
+    async def get_any(self, payment_id: str, *, for_update: bool = False) -> Payment | None: ...
+    async def find_by_connector_reference(self, connector: str, reference: str) -> str | None: ...
+    async def find_by_refund_reference(self, connector: str, reference: str) -> str | None: ...
+    async def claim_idempotency_key(self, merchant_id: str, operation: str, key: str,
+                                    request_hash: str, resource_id: str
+                                    ) -> tuple[str, str] | None: ...
+    async def list_page(self, query: ListPayments) -> tuple[list[Payment], str]: ...
+    async def find_account_for_reference(self, reference: str) -> str | None: ...
+
+
+class UnitOfWork(Protocol):
+    payments: PaymentRepository
+
+    @property
+    def conn(self) -> object: ...
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+    async def commit(self) -> None: ...
+    async def record_webhook_receipt(self, account: str, dedupe_id: str, payment_id: str
+                                     ) -> bool: ...
+
+
+class FraudScreener(Protocol):
+    async def assess(self, conn: object, payment: Payment, *, record: bool) -> FraudSummary: ...
+
+    async def hold_for_review(self, merchant_id: str) -> bool:
+        """True when this merchant holds REVIEW payments for manual approval."""
+        ...
+
+
+class Router(Protocol):
+    async def route(self, payment: Payment) -> RoutingSummary: ...
+    async def record_outcome(self, connector: str, method: str, *, success: bool,
+                             latency_ms: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoutableAccount:
+    account: ConnectorAccount
+    connector: Connector
+
+
+class AccountDirectory(Protocol):
+    transport: Transport
+
+    def get(self, name: str) -> RoutableAccount | None: ...
+    def all(self) -> Mapping[str, RoutableAccount]: ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
