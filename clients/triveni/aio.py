@@ -70,9 +70,11 @@ class AsyncClient:
         )
         self._payments = pay_grpc.PaymentServiceStub(self._channel)
         self._fraud = fraud_grpc.FraudServiceStub(self._channel)
+        self._closed = False
 
     async def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""
+        self._closed = True
         await self._channel.close()
 
     async def __aenter__(self) -> AsyncClient:
@@ -240,6 +242,7 @@ class AsyncClient:
         (UNAVAILABLE) is reopened up to `max_retries` times in a row; states already yielded
         (by `version`) are skipped. Close the iterator (or break out of the loop) to stop.
         """
+        self._check_open()
         _common.validate_timeout(timeout)
         return self._watch(pay_pb.WatchPaymentRequest(id=payment_id), timeout)
 
@@ -434,6 +437,10 @@ class AsyncClient:
 
     # plumbing
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Triveni client is closed")
+
     async def _unary(
         self,
         rpc: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp],
@@ -443,6 +450,7 @@ class AsyncClient:
         timeout: float | None,
         idempotency_key: str | None = None,
     ) -> _Resp:
+        self._check_open()
         _common.validate_timeout(timeout)
         per_attempt = self._timeout if timeout is None else timeout
         retries_done = 0

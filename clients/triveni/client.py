@@ -63,9 +63,11 @@ class Client:
         )
         self._payments = pay_grpc.PaymentServiceStub(self._channel)
         self._fraud = fraud_grpc.FraudServiceStub(self._channel)
+        self._closed = False
 
     def close(self) -> None:
         """Close the channel; in-flight calls are cancelled."""
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> Client:
@@ -232,6 +234,7 @@ class Client:
         (UNAVAILABLE) is reopened up to `max_retries` times in a row; states already yielded
         (by `version`) are skipped. Close the iterator (or break out of the loop) to stop.
         """
+        self._check_open()
         _common.validate_timeout(timeout)
         return self._watch(pay_pb.WatchPaymentRequest(id=payment_id), timeout)
 
@@ -417,6 +420,10 @@ class Client:
 
     # plumbing
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Triveni client is closed")
+
     def _unary(
         self,
         rpc: grpc.UnaryUnaryMultiCallable[_Req, _Resp],
@@ -426,6 +433,7 @@ class Client:
         timeout: float | None,
         idempotency_key: str | None = None,
     ) -> _Resp:
+        self._check_open()
         _common.validate_timeout(timeout)
         per_attempt = self._timeout if timeout is None else timeout
         retries_done = 0
