@@ -1,0 +1,5 @@
+"""PayU India connector."""
+
+from server.connectors.payu.connector import PayuConnector
+
+__all__ = ["PayuConnector"]
