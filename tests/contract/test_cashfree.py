@@ -1,4 +1,5 @@
-"""Contract tests: the real CashfreeConnector against the fake Cashfree over loopback HTTP."""
+"""Contract tests: the real CashfreeConnector, sent through the real HttpExecutor, against the
+fake Cashfree over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,8 +25,6 @@ from server.connectors.base import (
     ConnectorAccount,
     CreatePaymentInput,
     Declined,
-    HttpRequest,
-    HttpResponse,
     Misconfigured,
     PspStatus,
     RateLimited,
@@ -38,30 +36,17 @@ from server.connectors.base import (
 )
 from server.connectors.cashfree import CashfreeConnector
 from server.connectors.cashfree.webhooks import compute_signature
+from server.connectors.http import HttpExecutor, RetryPolicy
 from server.domain.money import Money
 from tests.fakes.cashfree import CashfreeFake, Delivery
 from tests.fakes.server import serve_app
 
 CHECKOUT_BASE = "https://pay.triveni.test"
 RS_1500 = Money(150_000)
-
-
-class LoopbackTransport:
-    """Test-only stand-in for the HTTP executor: one httpx request per send, no retries."""
-
-    def __init__(self) -> None:
-        self.client = httpx.AsyncClient()
-
-    async def send(self, account: ConnectorAccount, request: HttpRequest) -> HttpResponse:
-        try:
-            answer = await self.client.request(
-                request.method, request.url, headers=dict(request.headers),
-                content=request.body, timeout=account.timeout_seconds)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise TransientError(f"connect failed: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            raise UnknownOutcome(f"timed out after sending: {exc}") from exc
-        return HttpResponse(answer.status_code, dict(answer.headers), answer.content)
+# The real executor, with its real retry rules, only quicker backoff.
+FAST_RETRIES = RetryPolicy(initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
+TIMEOUT = 0.5
+SLOW = 1.0  # longer than the account timeout
 
 
 @dataclass
@@ -97,9 +82,9 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
 
 @pytest.fixture
 async def transport() -> AsyncIterator[Transport]:
-    loopback = LoopbackTransport()
-    yield loopback
-    await loopback.client.aclose()
+    executor = HttpExecutor(retry_policy=FAST_RETRIES)
+    yield executor
+    await executor.aclose()
 
 
 @pytest.fixture
@@ -107,7 +92,7 @@ def account(fake: CashfreeFake, base_url: str) -> ConnectorAccount:
     return ConnectorAccount(
         name="cashfree_test", psp="cashfree", base_url=f"{base_url}/pg",
         credentials={"client_id": fake.client_id, "client_secret": fake.client_secret},
-        timeout_seconds=1.0, options={"checkout_base_url": CHECKOUT_BASE},
+        timeout_seconds=TIMEOUT, options={"checkout_base_url": CHECKOUT_BASE},
     )
 
 
@@ -191,23 +176,33 @@ async def test_checkout_base_defaults_to_the_webhook_url_origin(
     transport: Transport, account: ConnectorAccount
 ) -> None:
     bare = ConnectorAccount(name=account.name, psp="cashfree", base_url=account.base_url,
-                            credentials=account.credentials, timeout_seconds=1.0)
+                            credentials=account.credentials, timeout_seconds=TIMEOUT)
     created = await connector.create_payment(transport, bare, payment_input())
     assert created.redirect_url.startswith(f"{CHECKOUT_BASE}/checkout/cashfree/")
 
 
-async def test_create_retried_after_a_late_answer_makes_one_order(
+async def test_create_answered_late_is_retried_into_the_same_order(
     transport: Transport, account: ConnectorAccount, fake: CashfreeFake
 ) -> None:
     data = payment_input()
-    fake.inject("create_order", delay=1.5, after=True)  # Cashfree acts, the answer is late
+    fake.inject("create_order", delay=SLOW, after=True)  # Cashfree acts, the answer is late
+    created = await connector.create_payment(transport, account, data)
+    assert created.status is PspStatus.REQUIRES_ACTION
+    assert len(fake.requests_for("create_order")) == 2  # the executor retried the safe POST
+    assert fake.orders_created[data.attempt_id] == 1
+
+
+async def test_create_that_keeps_timing_out_is_unknown_and_a_later_retry_finds_one_order(
+    transport: Transport, account: ConnectorAccount, fake: CashfreeFake
+) -> None:
+    data = payment_input()
+    fake.inject("create_order", delay=SLOW, after=True, times=3)
     with pytest.raises(UnknownOutcome):
         await connector.create_payment(transport, account, data)
     again = await connector.create_payment(transport, account, data)
-    assert again.status is PspStatus.REQUIRES_ACTION
     assert again.connector_payment_id == data.attempt_id
+    assert again.status is PspStatus.REQUIRES_ACTION
     assert fake.orders_created[data.attempt_id] == 1
-    assert len(fake.requests_for("create_order")) == 2
 
 
 async def test_duplicate_order_id_is_resolved_by_reading_the_existing_order(
@@ -241,18 +236,27 @@ async def test_paid_order_cannot_be_charged_twice_by_the_customer(
     assert fake.charges(order_id) == 1
 
 
-async def test_create_5xx_is_transient(
+async def test_one_create_5xx_is_retried_into_one_order(
     transport: Transport, account: ConnectorAccount, fake: CashfreeFake
 ) -> None:
+    data = payment_input()
     fake.inject("create_order", status=502)
-    with pytest.raises(TransientError) as caught:
+    created = await connector.create_payment(transport, account, data)
+    assert created.status is PspStatus.REQUIRES_ACTION
+    assert fake.orders_created[data.attempt_id] == 1
+
+
+async def test_create_5xx_that_persists_is_unknown_outcome(
+    transport: Transport, account: ConnectorAccount, fake: CashfreeFake
+) -> None:
+    # A 5xx on a POST may come after Cashfree acted: status sync first, never a blind failover.
+    fake.inject("create_order", status=500, times=3)
+    with pytest.raises(UnknownOutcome) as caught:
         await connector.create_payment(transport, account, payment_input())
-    assert not isinstance(caught.value, RateLimited)
-    assert caught.value.http_status == 502
-    assert caught.value.code == "internal_server_error"
+    assert caught.value.http_status == 500
 
 
-async def test_create_429_is_rate_limited_with_retry_after(
+async def test_create_429_with_long_retry_is_rate_limited(
     transport: Transport, account: ConnectorAccount, fake: CashfreeFake
 ) -> None:
     fake.inject("create_order", status=429, retry_after=11)
@@ -260,6 +264,16 @@ async def test_create_429_is_rate_limited_with_retry_after(
         await connector.create_payment(transport, account, payment_input())
     assert caught.value.retry_after_seconds == 11
     assert caught.value.http_status == 429
+    assert len(fake.requests_for("create_order")) == 1
+
+
+async def test_create_429_with_short_retry_is_retried(
+    transport: Transport, account: ConnectorAccount, fake: CashfreeFake
+) -> None:
+    fake.inject("create_order", status=429, retry_after=0)
+    created = await connector.create_payment(transport, account, payment_input())
+    assert created.status is PspStatus.REQUIRES_ACTION
+    assert len(fake.requests_for("create_order")) == 2
 
 
 async def test_wrong_credentials_are_misconfigured(
@@ -292,13 +306,16 @@ async def test_invalid_order_is_declined(
     assert caught.value.http_status == 400
 
 
-async def test_create_timeout_before_answer_is_unknown_outcome(
+async def test_create_timing_out_before_cashfree_acts_is_unknown_then_one_order(
     transport: Transport, account: ConnectorAccount, fake: CashfreeFake
 ) -> None:
     data = payment_input()
-    fake.inject("create_order", delay=1.5)
+    fake.inject("create_order", delay=SLOW, times=3)  # slow before acting; acts anyway
     with pytest.raises(UnknownOutcome):
         await connector.create_payment(transport, account, data)
+    again = await connector.create_payment(transport, account, data)
+    assert again.connector_payment_id == data.attempt_id
+    assert fake.orders_created[data.attempt_id] == 1
 
 
 # ---- status -------------------------------------------------------------------------------
@@ -378,16 +395,27 @@ async def test_status_read_5xx_429_and_timeout_are_classified(
 ) -> None:
     created = await connector.create_payment(transport, account, payment_input())
     order_id = created.connector_payment_id
-    fake.inject("get_order", status=500)
-    with pytest.raises(TransientError):
+    fake.inject("get_order", status=500, times=3)
+    with pytest.raises(TransientError) as failed:
         await connector.get_payment(transport, account, order_id, {})
-    fake.inject("get_order", status=429, retry_after=3)
+    assert not isinstance(failed.value, RateLimited)
+    fake.inject("get_order", status=429, retry_after=30)
     with pytest.raises(RateLimited) as limited:
         await connector.get_payment(transport, account, order_id, {})
-    assert limited.value.retry_after_seconds == 3
-    fake.inject("get_order", delay=1.5)
-    with pytest.raises((UnknownOutcome, TransientError)):
+    assert limited.value.retry_after_seconds == 30
+    fake.inject("get_order", delay=SLOW, times=3)
+    with pytest.raises(TransientError) as slow:  # a read that timed out moved nothing
         await connector.get_payment(transport, account, order_id, {})
+    assert not isinstance(slow.value, RateLimited)
+
+
+async def test_one_failed_status_read_is_retried(
+    transport: Transport, account: ConnectorAccount, fake: CashfreeFake
+) -> None:
+    created = await connector.create_payment(transport, account, payment_input())
+    fake.inject("get_order", status=503)
+    status = await connector.get_payment(transport, account, created.connector_payment_id, {})
+    assert status.status is PspStatus.REQUIRES_ACTION
 
 
 # ---- refunds ------------------------------------------------------------------------------
@@ -459,14 +487,24 @@ async def test_refund_of_unpaid_order_is_declined(
                                refund_input(created.connector_payment_id, Money(100)))
 
 
-async def test_refund_5xx_is_transient_and_unknown_refund_declined(
+async def test_refund_5xx_is_unknown_and_the_retry_refunds_once(
     transport: Transport, account: ConnectorAccount, fake: CashfreeFake
 ) -> None:
     order_id = await paid_order(transport, account, fake)
     data = refund_input(order_id, Money(100))
-    fake.inject("create_refund", status=500)
-    with pytest.raises(TransientError):
+    fake.inject("create_refund", status=500, times=3)
+    with pytest.raises(UnknownOutcome):
         await connector.refund(transport, account, data)
+    refund = await connector.refund(transport, account, data)
+    assert refund.status is PspStatus.PENDING
+    assert len(fake.orders[order_id].refunds) == 1
+
+
+async def test_unknown_refund_is_declined(
+    transport: Transport, account: ConnectorAccount, fake: CashfreeFake
+) -> None:
+    order_id = await paid_order(transport, account, fake)
+    data = refund_input(order_id, Money(100))
     with pytest.raises(Declined):
         await connector.get_refund(transport, account, data, data.refund_id)
 
