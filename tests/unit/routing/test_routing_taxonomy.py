@@ -47,7 +47,9 @@ def test_every_psp_is_covered() -> None:
         ("payu", ["pending"], "", ErrorCategory.UNKNOWN_OUTCOME),
         ("instamojo", ["Failed"], "Declined", ErrorCategory.DO_NOT_RETRY),
         ("simulator", ["timeout"], "", ErrorCategory.UNKNOWN_OUTCOME),
-        ("simulator", ["busy"], "TransientError", ErrorCategory.RETRY_SAME_LATER),
+        ("simulator", ["unavailable"], "Declined", ErrorCategory.RETRY_OTHER),
+        ("simulator", ["rate_limited"], "Declined", ErrorCategory.RETRY_OTHER),
+        ("simulator", ["reference_conflict"], "UnknownOutcome", ErrorCategory.UNKNOWN_OUTCOME),
         # NPCI codes passed through any PSP
         ("razorpay", ["U30"], "Declined", ErrorCategory.DO_NOT_RETRY),
         ("cashfree", ["U69"], "Declined", ErrorCategory.DO_NOT_RETRY),
@@ -101,10 +103,16 @@ def test_an_unknown_outcome_error_is_never_turned_into_a_retry_by_its_code() -> 
 
 
 def test_psp_default_applies_before_the_global_default() -> None:
-    text = "# version: 3\npsp,code,category,description,note\nacme,*,retry_other,Acme,\n"
+    text = (
+        "# version: 3\npsp,code,category,description,note\n"
+        "acme,*,retry_other,Acme,\nacme,*:RateLimited,retry_same_later,Acme throttles,\n"
+    )
     taxonomy = parse_taxonomy(text)
     assert taxonomy.version == 3
     assert taxonomy.classify("acme", "x", error_class="Declined").matched == "acme:*"
+    assert taxonomy.classify("acme", "x", error_class="RateLimited").category is (
+        ErrorCategory.RETRY_SAME_LATER
+    )
 
 
 @pytest.mark.parametrize(
