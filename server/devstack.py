@@ -24,6 +24,7 @@ import ctypes
 import fcntl
 import functools
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
@@ -85,6 +86,8 @@ _STOP_TIMEOUT_S: Final = 20.0
 _LOCAL_HOST: Final = "127.0.0.1"
 _PR_SET_PDEATHSIG: Final = 1
 _PORT_LOCK: Final = Path(tempfile.gettempdir()) / "triveni-devstack-ports.lock"
+
+_log = logging.getLogger(__name__)
 
 
 class DevStackError(RuntimeError):
@@ -199,12 +202,15 @@ def _child_env(**extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def _port_lock() -> Iterator[None]:
     """Serialise port choice and binding across concurrent starts on this machine."""
-    with _PORT_LOCK.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:  # without O_CREAT: protected_regular refuses it on another user's file in /tmp
+        fd = os.open(_PORT_LOCK, os.O_RDONLY)
+    except FileNotFoundError:
+        fd = os.open(_PORT_LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _port_is_free(port: int) -> bool:
@@ -267,8 +273,15 @@ def _live_process_in(pid: int, directory: Path) -> bool:
     """Is `pid` alive and running with `directory` as its working directory (our server)?"""
     try:
         os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    if not Path("/proc/self/cwd").exists():
+        return True  # no procfs (macOS): trust the pid
+    try:
         return Path(os.readlink(f"/proc/{pid}/cwd")) == directory
-    except (OSError, ValueError):
+    except OSError:
         return False
 
 
@@ -384,6 +397,8 @@ def _allow_traversal(path: Path) -> None:
     for directory in (path, *path.parents):
         mode = directory.stat().st_mode
         if not mode & stat.S_IXOTH:
+            _log.warning("adding o+x to %s so PostgreSQL (user %s) can reach its files",
+                         directory, POSTGRES_OS_USER)
             directory.chmod(mode | stat.S_IXOTH)
 
 
@@ -562,8 +577,7 @@ class _Starter:
                 f"{name}: already running for {self.data_dir} on port {port} (pid {pid}), "
                 f"not {requested}; stop it first"
             )
-        print(f"devstack: reusing {name} already running on port {port} (pid {pid})",
-              file=sys.stderr)
+        _log.info("reusing %s already running on port %d (pid %d)", name, port, pid)
         self.taken.add(port)
         self.pending.append(_Pending(name, None, log_path, port, time.monotonic()))
 
@@ -640,6 +654,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """`up`: start the servers, print `export` lines, wait for SIGINT/SIGTERM, stop them."""
     args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="devstack: %(message)s")
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -655,21 +670,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             kafka_port=args.kafka_port,
         )
     except DevStackError as error:
-        print(f"devstack: {error}", file=sys.stderr)
+        _log.error("%s", error)
         return 1
     with services:
         for name, value in services.as_env().items():
             print(f"export {name}={value}")
         timings = ", ".join(f"{name} {s:.2f}s" for name, s in services.startup_seconds.items())
-        print(f"devstack: ready ({timings}); Ctrl-C stops", file=sys.stderr, flush=True)
         sys.stdout.flush()
+        _log.info("ready (%s); Ctrl-C stops", timings)
         while not stop_requested.wait(0.5):
             dead = services.dead_services()
             if dead:
-                print(f"devstack: {', '.join(dead)} exited unexpectedly; see the logs in "
-                      f"{args.data_dir}", file=sys.stderr)
+                _log.error("%s exited unexpectedly; see the logs in %s", ", ".join(dead),
+                           args.data_dir)
                 return 1
-        print("devstack: stopping", file=sys.stderr)
+        _log.info("stopping")
     return 0
 
 

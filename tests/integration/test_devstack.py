@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -19,7 +20,12 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from server.devstack import FAST_CONSUMER_GROUP_SETTINGS, DevServices, start_dev_services
+from server.devstack import (
+    FAST_CONSUMER_GROUP_SETTINGS,
+    DevServices,
+    DevStackError,
+    start_dev_services,
+)
 from tests.fixtures.services import ServiceUrls, random_suffix
 
 pytestmark = pytest.mark.integration
@@ -233,3 +239,22 @@ def test_stop_leaves_no_server_processes(tmp_path: Path) -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.killpg(pid, 0)
+
+
+def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    with pytest.raises(DevStackError) as failure:
+        start_dev_services(tmp_path, redis=False, kafka=False, postgres_port=0,
+                           postgres_settings={"shared_buffers": "not-a-size"})
+    message = str(failure.value)
+    assert "postgres" in message
+    assert "shared_buffers" in message  # PostgreSQL's own complaint, from the log tail
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+
+
+def test_a_requested_port_in_use_is_refused(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(DevStackError, match=f"port {port}"):
+            start_dev_services(tmp_path, postgres=False, kafka=False, redis_port=port)
