@@ -206,21 +206,26 @@ class RedisRoutingStore:
     @classmethod
     def from_url(
         cls, url: str, *, socket_timeout: float = 0.25, max_connections: int = 64,
-        **options: Any,
+        pool_timeout: float = 1.0, **options: Any,
     ) -> RedisRoutingStore:
-        """A store with its own client: short timeouts and no client-side retries."""
-        client = redis.Redis.from_url(
+        """A store with its own client: short timeouts and no client-side retries.
+
+        The pool blocks up to `pool_timeout` for a free connection under bursts rather than
+        failing at once; past that the call raises DependencyUnavailable like an outage.
+        """
+        pool = redis.BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 0),
             max_connections=max_connections,
+            timeout=pool_timeout,
         )
-        return cls(client, **options)
+        return cls(redis.Redis(connection_pool=pool), **options)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
     # ---- keys -----------------------------------------------------------------------------
 
