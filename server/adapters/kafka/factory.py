@@ -1,7 +1,7 @@
 """Build the configured Kafka client, and read `KafkaSettings` from the environment.
 
     KAFKA_BOOTSTRAP            host:port[,host:port…]          (required)
-    KAFKA_CLIENT               kafka-python (default) | confluent
+    KAFKA_CLIENT               kafka-python (default) | confluent  (or TRIVENI_KAFKA_CLIENT)
     KAFKA_CLIENT_ID            triveni
     KAFKA_LINGER_MS            5
     KAFKA_BATCH_SIZE           131072 (bytes)
@@ -121,7 +121,8 @@ def settings_from_env(environ: Mapping[str, str], *, bootstrap: str | None = Non
     )
     return KafkaSettings(
         bootstrap=bootstrap,
-        client=_choice(environ, "KAFKA_CLIENT", ClientName, defaults.client),
+        client=_choice(environ, "KAFKA_CLIENT", ClientName,
+                       environ.get("TRIVENI_KAFKA_CLIENT", "").strip() or defaults.client),
         client_id=environ.get("KAFKA_CLIENT_ID", "").strip() or defaults.client_id,
         linger_ms=_int(environ, "KAFKA_LINGER_MS", defaults.linger_ms),
         batch_size=_int(environ, "KAFKA_BATCH_SIZE", defaults.batch_size),
