@@ -40,14 +40,20 @@ def _keys(**fields: str) -> list[VelocityKey]:
     return velocity_keys(FraudInput(Money(100), **(base | fields)))
 
 
-async def test_two_hundred_concurrent_records_lose_no_increment(store: RedisVelocityStore
-                                                                ) -> None:
+async def test_two_hundred_concurrent_records_lose_no_increment(redis_url: str) -> None:
+    # 200 connections at once: generous timeouts so a busy test machine cannot flake it.
+    store = RedisVelocityStore.from_url(redis_url, key_prefix=f"test:{secrets.token_hex(6)}:",
+                                        max_connections=200, socket_timeout=5,
+                                        operation_timeout=10)
     keys = _keys()
-    results = await asyncio.gather(*(
-        store.record_and_read(keys, 100 + i, f"evt_{i}", now=T0) for i in range(200)))
+    try:
+        results = await asyncio.gather(*(
+            store.record_and_read(keys, 100 + i, f"evt_{i}", now=T0) for i in range(200)))
+        final = await store.read(keys, now=T0)
+    finally:
+        await store.aclose()
     # Atomic: each call saw a distinct running total, 1..200, and nothing was lost.
     assert sorted(r[keys[0]][Window.MINUTE].count for r in results) == list(range(1, 201))
-    final = await store.read(keys, now=T0)
     expected = WindowStats(200, sum(100 + i for i in range(200)))
     assert final[keys[0]] == {Window.MINUTE: expected, Window.HOUR: expected}
     assert final[keys[1]] == {w: expected for w in (Window.MINUTE, Window.HOUR, Window.DAY)}
@@ -93,7 +99,7 @@ async def test_hashes_expire_and_stay_small(store: RedisVelocityStore, redis_url
         minute_key = store._hash_key(keys[0], Window.MINUTE)
         ttl_ms = await client.pttl(minute_key)
         assert 0 < ttl_ms <= 61_000
-        fields = await client.hgetall(minute_key)
+        fields: dict[bytes, bytes] = await client.hgetall(minute_key)  # type: ignore[misc]
         assert len(fields) <= 2 * 61  # count + amount per 1 s bucket
         day_ttl = await client.pttl(store._hash_key(keys[1], Window.DAY))
         assert 86_400_000 < day_ttl <= 86_400_000 + 1_440_000

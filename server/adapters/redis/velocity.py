@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -101,12 +101,15 @@ class RedisVelocityStore:
     @classmethod
     def from_url(cls, url: str, *, key_prefix: str = "triveni:fraud:v1:",
                  socket_timeout: float = 0.25, dedupe_ttl: float = 600.0,
-                 operation_timeout: float = 0.5) -> RedisVelocityStore:
-        """A store with its own client: short timeouts, no retries (a down Redis fails fast)."""
-        client = Redis.from_url(url, socket_timeout=socket_timeout,
-                                socket_connect_timeout=socket_timeout,
-                                retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
-        return cls(client, key_prefix=key_prefix, dedupe_ttl=dedupe_ttl,
+                 operation_timeout: float = 0.5, max_connections: int = 64
+                 ) -> RedisVelocityStore:
+        """A store with its own bounded pool: short timeouts, no retries (a down Redis fails
+        fast, and screening carries on per the merchant's velocity_fail_mode)."""
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=operation_timeout,
+            socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+        return cls(Redis(connection_pool=pool), key_prefix=key_prefix, dedupe_ttl=dedupe_ttl,
                    operation_timeout=operation_timeout)
 
     async def read(self, keys: Sequence[VelocityKey], *, now: float | None = None
@@ -127,7 +130,7 @@ class RedisVelocityStore:
                                now=now)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
     def _hash_key(self, key: VelocityKey, window: Window) -> str:
         return f"{self._prefix}{{{key.merchant_id}}}:{key.kind}:{key.digest}:{window}"
