@@ -639,6 +639,16 @@ async def test_timestamp_inside_the_window_is_accepted(
     assert event.status is PspStatus.SUCCEEDED
 
 
+async def test_webhooks_are_verified_with_the_client_secret_not_webhook_secret(
+    transport: Transport, account: ConnectorAccount, fake: CashfreeFake
+) -> None:
+    order_id = await paid_order(transport, account, fake)
+    delivery = fake.payment_webhook(order_id)
+    other = dataclasses.replace(account, webhook_secret="something-else")
+    event = connector.parse_webhook(other, delivery.headers, delivery.body, now())
+    assert event.status is PspStatus.SUCCEEDED
+
+
 def test_unsigned_delivery_is_rejected(account: ConnectorAccount) -> None:
     with pytest.raises(WebhookRejected) as caught:
         connector.parse_webhook(account, {"content-type": "application/json"}, b"{}", now())

@@ -58,8 +58,12 @@ def compute_signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def webhook_secret(account: ConnectorAccount) -> str:
-    """Cashfree signs with the client secret; an explicit webhook_secret wins if configured."""
-    secret = account.webhook_secret or account.credentials.get("client_secret", "")
+    """Cashfree signs webhooks with the API client secret (reference §3.5), so that is the key.
+
+    `account.webhook_secret` is used only when no client_secret is configured; Cashfree has
+    no separate webhook secret, so configure webhook_secret to the same value.
+    """
+    secret = account.credentials.get("client_secret", "") or account.webhook_secret
     if not secret:
         raise Misconfigured(f"account {account.name}: no Cashfree webhook secret configured")
     return secret
