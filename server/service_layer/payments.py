@@ -71,6 +71,16 @@ class PaymentDeps:
     clock: Callable[[], datetime] = utcnow
 
 
+def _call_outcome(error: ConnectorError | None) -> str:
+    if error is None:
+        return "success"
+    if isinstance(error, Declined):
+        return "declined"
+    if isinstance(error, UnknownOutcome):
+        return "timeout"
+    return "failure"
+
+
 class PaymentService:
     def __init__(self, deps: PaymentDeps) -> None:
         self.deps = deps
@@ -94,7 +104,8 @@ class PaymentService:
                 cmd.merchant_id, "create_payment", cmd.idempotency_key, fingerprint, payment.id)
             if existing is not None:
                 return await self._replay(uow, cmd.merchant_id, existing, fingerprint)
-            payment.fraud = await self.deps.fraud.assess(uow.conn, payment, record=True)
+            verdict = await self.deps.fraud.assess(uow.conn, payment, record=True)
+            payment.fraud = verdict.summary
             blocking = [r for r in payment.fraud.reasons if r.hard_block] or list(
                 payment.fraud.reasons)
             if payment.fraud.decision == "BLOCK":
@@ -105,13 +116,19 @@ class PaymentService:
                 await uow.payments.add(payment)
                 await uow.commit()
                 return payment
-            if payment.fraud.decision == "REVIEW" and await self.deps.fraud.hold_for_review(
-                    cmd.merchant_id):
+            if verdict.hold:
                 payment.transition(PaymentStatus.IN_REVIEW, actor="fraud")
                 await uow.payments.add(payment)
                 await uow.commit()
                 return payment
             payment.routing = await self.deps.router.route(payment)
+            if not payment.routing.chosen:
+                payment.transition(PaymentStatus.FAILED, actor="router", failure=Failure(
+                    "NO_ELIGIBLE_CONNECTOR", payment.routing.reason or "no connector can take "
+                    "this payment"))
+                await uow.payments.add(payment)
+                await uow.commit()
+                return payment
             payment.new_attempt(payment.routing.chosen)
             # Safety net: if this process dies before the PSP answers, sync picks it up.
             payment.next_sync_at = self.deps.clock() + self.deps.sync_policy.unknown_outcome_delay
@@ -166,9 +183,7 @@ class PaymentService:
                     payment.status not in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
                 return payment
             outcome, error, latency_ms = await self._call_create(payment, attempt)
-            if error is not None and not isinstance(error, UnknownOutcome):
-                await self.deps.router.record_outcome(
-                    attempt.connector, payment.method.type, success=False, latency_ms=latency_ms)
+            await self.deps.router.record_call(attempt.connector, _call_outcome(error))
             async with self.deps.uow_factory() as uow:
                 payment = await uow.payments.get(merchant_id, payment_id, for_update=True)
                 current = payment.attempts[attempt.number - 1]

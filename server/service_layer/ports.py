@@ -16,6 +16,7 @@ __all__ = [
     "AccountDirectory",
     "Clock",
     "FraudScreener",
+    "FraudVerdict",
     "PaymentRepository",
     "Router",
     "UnitOfWork",
@@ -38,7 +39,8 @@ class PaymentRepository(Protocol):
 
 
 class UnitOfWork(Protocol):
-    payments: PaymentRepository
+    @property
+    def payments(self) -> PaymentRepository: ...
 
     @property
     def conn(self) -> object: ...
@@ -50,18 +52,24 @@ class UnitOfWork(Protocol):
                                      ) -> bool: ...
 
 
-class FraudScreener(Protocol):
-    async def assess(self, conn: object, payment: Payment, *, record: bool) -> FraudSummary: ...
+@dataclass(frozen=True, slots=True)
+class FraudVerdict:
+    summary: FraudSummary
+    hold: bool  # REVIEW and the merchant holds reviews for manual approval
 
-    async def hold_for_review(self, merchant_id: str) -> bool:
-        """True when this merchant holds REVIEW payments for manual approval."""
-        ...
+
+class FraudScreener(Protocol):
+    async def assess(self, conn: object, payment: Payment, *, record: bool) -> FraudVerdict: ...
 
 
 class Router(Protocol):
     async def route(self, payment: Payment) -> RoutingSummary: ...
-    async def record_outcome(self, connector: str, method: str, *, success: bool,
-                             latency_ms: int) -> None: ...
+    async def record_call(self, connector: str, outcome: str) -> None:
+        """One PSP call's outcome: success | declined | failure | timeout (circuit breaker)."""
+        ...
+    async def record_result(self, connector: str, method: str, *, success: bool) -> None:
+        """A payment's final outcome on `connector` (success-rate window)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,9 +87,9 @@ class WebhookService:
             await uow.commit()
         if changed and payment.status in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED) and \
                 event.kind == "payment":
-            await self.deps.router.record_outcome(
+            await self.deps.router.record_result(
                 account_name, payment.method.type,
-                success=payment.status == PaymentStatus.SUCCEEDED, latency_ms=0)
+                success=payment.status == PaymentStatus.SUCCEEDED)
         return WebhookResult("applied" if changed else "ignored", payment.id,
                              payment.status.value)
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from server.domain.fraud import (
@@ -264,7 +264,7 @@ async def settings_history(conn: Conn, merchant_id: str, *, limit: int = 20
 
 async def customer_history(conn: Conn, merchant_id: str, customer_id: str) -> CustomerHistory:
     """The customer's successful payments: how many (up to HISTORY_LIMIT) and their median."""
-    async with conn.cursor() as cur:
+    async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(
             "SELECT count(*), percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) "
             "FROM (SELECT amount_minor FROM payments "
@@ -284,7 +284,7 @@ async def distinct_instruments(conn: Conn, merchant_id: str, *, since: timedelta
     if bool(customer_id) == bool(ip):
         raise ValueError("give exactly one of customer_id or ip")
     column, value = ("customer->>'id'", customer_id) if customer_id else ("ip_address", ip)
-    async with conn.cursor() as cur:
+    async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(
             f"SELECT count(DISTINCT instrument) FROM ("
             f" SELECT {_INSTRUMENT_SQL} AS instrument FROM payments"
@@ -303,7 +303,7 @@ async def recent_failures(conn: Conn, merchant_id: str, inp: FraudInput, *,
     instrument = instrument_of(inp)
     if not (inp.customer_id or inp.ip or instrument):
         return 0
-    async with conn.cursor() as cur:
+    async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(
             f"SELECT count(*) FROM payments "
             f"WHERE merchant_id = %(merchant)s AND status = 'FAILED' "

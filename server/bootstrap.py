@@ -1,0 +1,149 @@
+"""Composition root: the only place concrete adapters, connectors and services are built."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
+from server.adapters.geoip import IpCountryLookup
+from server.adapters.metrics import DEPENDENCY_UP
+from server.adapters.postgres.merchants import MerchantStore
+from server.adapters.postgres.fraud_repository import PostgresFraudRepository
+from server.adapters.postgres.notifications import PaymentChangeFeed
+from server.adapters.postgres.pool import Conn, create_pool
+from server.adapters.postgres.uow import PostgresUnitOfWork
+from server.adapters.redis.rate_limit import RedisRateLimiter
+from server.adapters.redis.routing_store import RedisRoutingStore
+from server.adapters.redis.velocity import RedisVelocityStore
+from server.config import Settings
+from server.connector_config import dev_simulator_accounts, load_accounts
+from server.connectors.base import ConnectorAccount, Transport
+from server.connectors.http import HttpExecutor
+from server.connectors.registry import build_default_registry
+from server.errors import ConfigurationError
+from server.service_layer.fraud_bridge import EngineFraudScreener
+from server.service_layer.fraud_metrics import FraudMetrics
+from server.service_layer.fraud_screening import FraudScreening
+from server.service_layer.payments import PaymentDeps, PaymentService
+from server.service_layer.ports import RoutableAccount
+from server.service_layer.refunds import RefundService
+from server.service_layer.routing import PolicyRouter, load_policy
+from server.service_layer.webhooks import WebhookService
+
+__all__ = ["AccountRegistry", "App", "build_app"]
+
+log = logging.getLogger(__name__)
+
+
+class AccountRegistry:
+    """Connector accounts by name, each paired with its PSP's connector; one shared transport."""
+
+    def __init__(self, accounts: list[ConnectorAccount], transport: Transport) -> None:
+        registry = build_default_registry()
+        self.transport = transport
+        self._accounts: dict[str, RoutableAccount] = {}
+        for account in accounts:
+            if account.name in self._accounts:
+                raise ConfigurationError(f"connector account {account.name} defined twice")
+            self._accounts[account.name] = RoutableAccount(account, registry.get(account.psp))
+
+    def get(self, name: str) -> RoutableAccount | None:
+        return self._accounts.get(name)
+
+    def all(self) -> Mapping[str, RoutableAccount]:
+        return self._accounts
+
+
+@dataclass
+class App:
+    settings: Settings
+    pool: AsyncConnectionPool[Conn]
+    redis: aioredis.Redis
+    executor: HttpExecutor
+    accounts: AccountRegistry
+    merchants: MerchantStore
+    payments: PaymentService
+    refunds: RefundService
+    webhooks: WebhookService
+    fraud: FraudScreening[Conn]
+    router: PolicyRouter
+    feed: PaymentChangeFeed
+    rate_limiter: RedisRateLimiter
+    closers: list[object] = field(default_factory=list)
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = {"postgres": False, "redis": False}
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            checks["postgres"] = True
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            pass
+        try:
+            checks["redis"] = bool(await self.redis.ping())  # type: ignore[misc]
+        except Exception:  # noqa: BLE001
+            pass
+        for name, ok in checks.items():
+            DEPENDENCY_UP.labels(dependency=name).set(1 if ok else 0)
+        return checks
+
+    async def close(self) -> None:
+        await self.feed.stop()
+        await self.executor.aclose()
+        await self.redis.aclose()
+        await self.pool.close()
+
+
+@functools.cache
+def _fraud_metrics() -> FraudMetrics:
+    """Declared once per process (the Prometheus registry refuses duplicates)."""
+    return FraudMetrics()
+
+
+def connector_accounts(settings: Settings) -> list[ConnectorAccount]:
+    if settings.connectors_file is not None:
+        return load_accounts(Path(settings.connectors_file), production=settings.production)
+    if settings.production:
+        raise ConfigurationError("TRIVENI_CONNECTORS_FILE is required when TRIVENI_ENV=production")
+    return dev_simulator_accounts(f"http://127.0.0.1:{settings.simulator_port}")
+
+
+async def build_app(settings: Settings) -> App:
+    postgres_url = settings.postgres_url.get_secret_value()
+    redis_url = settings.redis_url.get_secret_value()
+    if not postgres_url or not redis_url:
+        raise ConfigurationError("POSTGRES_URL and REDIS_URL must be set (scripts/run sets them "
+                                 "for the embedded stack)")
+    accounts = connector_accounts(settings)
+    pool = await create_pool(postgres_url, min_size=settings.pg_pool_min,
+                             max_size=settings.pg_pool_max)
+    redis = aioredis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                              health_check_interval=10)
+    executor = HttpExecutor()
+    registry = AccountRegistry(accounts, executor)
+    fraud = FraudScreening(RedisVelocityStore(redis), IpCountryLookup(), PostgresFraudRepository(),
+                           metrics=_fraud_metrics())
+    policy = load_policy(settings.routing_file, settings.premium_threshold_minor, accounts)
+    router = PolicyRouter(accounts, policy, RedisRoutingStore.from_url(redis_url))
+    deps = PaymentDeps(
+        uow_factory=lambda: PostgresUnitOfWork(pool),
+        accounts=registry,
+        fraud=EngineFraudScreener(fraud),
+        router=router,
+        public_base_url=settings.public_base_url.rstrip("/"),
+        max_attempts=settings.max_attempts,
+    )
+    feed = PaymentChangeFeed(postgres_url)
+    feed.start()
+    return App(
+        settings=settings, pool=pool, redis=redis, executor=executor, accounts=registry,
+        merchants=MerchantStore(pool), payments=PaymentService(deps),
+        refunds=RefundService(deps), webhooks=WebhookService(deps), fraud=fraud, router=router,
+        feed=feed, rate_limiter=RedisRateLimiter(redis, per_second=settings.rate_limit_per_second),
+    )

@@ -1,0 +1,137 @@
+"""Running the service: gRPC + HTTP shim (+ in-process workers) in one event loop, N processes
+sharing the ports via SO_REUSEPORT, graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import uvicorn
+
+from server.bootstrap import App, build_app
+from server.config import Settings
+from server.entrypoints.grpc.fraud_servicer import FraudServicer
+from server.entrypoints.grpc.interceptor import TriveniInterceptor
+from server.entrypoints.grpc.payment_servicer import PaymentServicer
+from server.entrypoints.grpc.server import build_grpc_server, set_serving
+from server.entrypoints.http.app import HttpDeps, build_http_app
+from server.entrypoints.workers.supervisor import run_workers
+
+__all__ = ["bind_http_socket", "serve", "serve_processes"]
+
+log = logging.getLogger("triveni")
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+def bind_http_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_here: bool = True,
+                stop: asyncio.Event | None = None,
+                on_ready: Callable[[App, int, int], Awaitable[None]] | None = None) -> None:
+    """Serve until `stop` is set or SIGTERM/SIGINT arrives."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    app = await build_app(settings)
+    tls = None
+    if settings.tls_cert_file and settings.tls_key_file:
+        tls = (Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())
+    grpc_server, grpc_port, health = build_grpc_server(
+        payment_servicer=PaymentServicer(app.payments, app.refunds, app.feed),
+        fraud_servicer=FraudServicer(app),
+        interceptors=[TriveniInterceptor(app.merchants, app.rate_limiter)],
+        address=f"{settings.grpc_host}:{settings.grpc_port}", reuse_port=reuse_port, tls=tls)
+    http_app = build_http_app(HttpDeps(
+        payments=app.payments, webhooks=app.webhooks, merchants=app.merchants,
+        readiness=app.readiness, production=settings.production,
+        dev_merchant_id=settings.dev_merchant_id,
+        allow_unsigned_webhooks=settings.allow_unsigned_webhooks and not settings.production,
+        extra_routes=None,
+    ))
+    http_socket = bind_http_socket(settings.http_host, settings.http_port, reuse_port=reuse_port)
+    http_port = int(http_socket.getsockname()[1])
+    http_server = uvicorn.Server(uvicorn.Config(
+        http_app, log_config=None, access_log=False, lifespan="off",
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS)))
+    workers_stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await grpc_server.start()
+        tasks.append(asyncio.create_task(http_server.serve(sockets=[http_socket])))
+        if run_workers_here and settings.run_workers:
+            tasks.append(asyncio.create_task(run_workers(app, workers_stop)))
+        await set_serving(health, True)
+        log.info("serving", extra={"grpc_port": grpc_port, "http_port": http_port,
+                                   "pid": os.getpid()})
+        if on_ready is not None:
+            await on_ready(app, grpc_port, http_port)
+        await stop.wait()
+    finally:
+        # Tell load balancers first, then drain in-flight RPCs, then stop the rest.
+        await set_serving(health, False)
+        http_server.should_exit = True
+        await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+        workers_stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=SHUTDOWN_GRACE_SECONDS)
+        http_socket.close()
+        await app.close()
+        log.info("stopped")
+
+
+def _child_main(settings: Settings, index: int) -> None:
+    from server.logging_setup import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    _install_uvloop()
+    asyncio.run(serve(settings, reuse_port=True, run_workers_here=index == 0))
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def serve_processes(settings: Settings) -> None:
+    """settings.processes server processes on the same ports; workers run in the first one."""
+    _install_uvloop()
+    if settings.processes == 1:
+        asyncio.run(serve(settings))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_child_main, args=(settings, i), name=f"triveni-{i}")
+                for i in range(settings.processes)]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
