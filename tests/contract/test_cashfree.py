@@ -45,8 +45,8 @@ CHECKOUT_BASE = "https://pay.triveni.test"
 RS_1500 = Money(150_000)
 # The real executor, with its real retry rules, only quicker backoff.
 FAST_RETRIES = RetryPolicy(initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
-TIMEOUT = 0.5
-SLOW = 1.0  # longer than the account timeout
+TIMEOUT = 1.0
+SLOW = 2.0  # longer than the account timeout
 
 
 @dataclass

@@ -42,8 +42,8 @@ from tests.fakes.server import serve_app
 CHECKOUT_BASE = "https://pay.triveni.test"
 RS_1500 = Money(150_000)
 FAST_RETRIES = RetryPolicy(initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
-TIMEOUT = 0.5
-SLOW = 1.0
+TIMEOUT = 1.0
+SLOW = 2.0  # longer than the account timeout
 
 connector = PayuConnector()
 
