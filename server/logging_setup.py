@@ -338,7 +338,12 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     )
 
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _drop_color_message],
+        foreign_pre_chain=[
+            *shared,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),  # logging's extra={...} fields become keys
+            _drop_color_message,
+        ],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
     )
     handler = logging.StreamHandler(out)

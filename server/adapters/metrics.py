@@ -87,6 +87,11 @@ __all__ = [
     "reset_multiprocess_dir",
 ]
 
+# In multi-process mode prometheus_client writes a file per process as soon as a metric without
+# labels is declared (below), so the directory has to exist before then.
+if _multiproc_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_multiproc_dir, exist_ok=True)
+
 # `_created` series double the series count and nothing here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 

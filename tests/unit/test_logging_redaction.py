@@ -223,6 +223,18 @@ def test_lines_carry_level_timestamp_and_logger_name() -> None:
     assert ours["timestamp"].endswith("Z")
 
 
+def test_stdlib_extra_fields_are_kept_and_redacted() -> None:
+    capture = Capture()
+
+    logging.getLogger("runner").info(
+        "serving", extra={"grpc_port": 50051, "dsn": "postgresql://u:pw@db/triveni"}
+    )
+
+    line = capture.lines()[0]
+    assert line["grpc_port"] == 50051
+    assert line["dsn"] == "postgresql://u:[REDACTED]@db/triveni"
+
+
 def test_lines_below_the_level_are_dropped() -> None:
     capture = Capture(level="warning")
 

@@ -172,6 +172,14 @@ def test_multiprocess_dependency_up_is_the_lowest_live_value(multiproc_dir: Path
     assert _sample_value("triveni_dependency_up", {"dependency": "kafka"}) == 1
 
 
+def test_a_missing_multiprocess_dir_is_created_on_import(tmp_path: Path) -> None:
+    missing = tmp_path / "not" / "yet"
+
+    _run_child(missing, increment=1, kafka_up=1)
+
+    assert list(missing.glob("counter_*.db"))
+
+
 def test_reset_multiprocess_dir_removes_a_previous_runs_samples(multiproc_dir: Path) -> None:
     _run_child(multiproc_dir, increment=5, kafka_up=1)
     assert list(multiproc_dir.glob("*.db"))
