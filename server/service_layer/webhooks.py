@@ -35,8 +35,8 @@ class WebhookService:
         return routable.connector.parse_webhook(routable.account, headers, body,
                                                 self.deps.clock())
 
-    async def account_for_reference(self, reference: str) -> str | None:
-        """The connector account of the attempt a bare reference names (seed `/webhook`)."""
+    async def account_for_reference(self, reference: str) -> tuple[str, str] | None:
+        """(account, PSP reference) of the attempt a bare reference names (seed `/webhook`)."""
         async with self.deps.uow_factory() as uow:
             return await uow.payments.find_account_for_reference(reference)
 

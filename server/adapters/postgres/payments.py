@@ -122,13 +122,17 @@ class PostgresPaymentRepository:
         row = await cur.fetchone()
         return None if row is None else str(row["payment_id"])
 
-    async def find_account_for_reference(self, reference: str) -> str | None:
-        """The connector of the newest attempt whose PSP reference, id or payment id matches."""
+    async def find_account_for_reference(self, reference: str) -> tuple[str, str] | None:
+        """(connector, PSP reference) of the newest attempt whose PSP reference, id or payment
+        id matches `reference`."""
         cur = await self._conn.execute(
-            "SELECT connector FROM payment_attempts WHERE connector_payment_id = %s OR id = %s"
-            " OR payment_id = %s ORDER BY number DESC LIMIT 1", (reference, reference, reference))
+            "SELECT connector, connector_payment_id, id FROM payment_attempts"
+            " WHERE connector_payment_id = %s OR id = %s OR payment_id = %s"
+            " ORDER BY number DESC LIMIT 1", (reference, reference, reference))
         row = await cur.fetchone()
-        return None if row is None else str(row["connector"])
+        if row is None:
+            return None
+        return str(row["connector"]), str(row["connector_payment_id"] or row["id"])
 
     async def find_by_refund_reference(self, connector: str, reference: str) -> str | None:
         cur = await self._conn.execute(

@@ -182,14 +182,15 @@ def build_http_app(deps: HttpDeps) -> Starlette:
         if status is None:
             return _error(400, "status must be success or failed")
         try:
-            account = await deps.webhooks.account_for_reference(reference)
+            found = await deps.webhooks.account_for_reference(reference)
         except TriveniError as exc:
             return _triveni_error(exc)
-        if account is None:
+        if found is None:
             WEBHOOKS_RECEIVED.labels(account="seed", result="unknown_payment").inc()
             return _error(404, f"no payment with payment_request_id {reference}")
+        account, psp_reference = found
         event = WebhookEvent(kind="payment", dedupe_id=f"seed:{reference}:{raw_status}",
-                             connector_payment_id=reference, payment_ref=reference,
+                             connector_payment_id=psp_reference, payment_ref=psp_reference,
                              status=status, raw_status=raw_status)
         return await _apply(account, event)
 
