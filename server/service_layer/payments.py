@@ -293,6 +293,14 @@ class PaymentService:
         async with self.deps.uow_factory() as uow:
             return await uow.payments.list_page(query)
 
+    async def checkout_references(self, psp_reference: str) -> dict[str, str]:
+        """What a Triveni-hosted checkout page (PayU form, Cashfree SDK) needs to render."""
+        async with self.deps.uow_factory() as uow:
+            references = await uow.payments.attempt_references(psp_reference)
+        if references is None:
+            raise NotFound(f"no checkout for {psp_reference}")
+        return references
+
     # ---- cancel ------------------------------------------------------------------------
 
     async def cancel(self, command: CancelPayment, *, actor: str) -> Payment:

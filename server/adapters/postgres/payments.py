@@ -134,6 +134,17 @@ class PostgresPaymentRepository:
             return None
         return str(row["connector"]), str(row["connector_payment_id"] or row["id"])
 
+    async def attempt_references(self, psp_reference: str) -> dict[str, str] | None:
+        """The stored PSP references of the attempt with this PSP reference (hosted checkout)."""
+        cur = await self._conn.execute(
+            "SELECT references_json FROM payment_attempts WHERE connector_payment_id = %s"
+            " ORDER BY created_at DESC LIMIT 1", (psp_reference,))
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        stored: dict[str, object] = row["references_json"]  # type: ignore[assignment]
+        return {str(k): str(v) for k, v in stored.items()}
+
     async def find_by_refund_reference(self, connector: str, reference: str) -> str | None:
         cur = await self._conn.execute(
             "SELECT payment_id FROM refunds WHERE connector = %s"

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from server.adapters.metrics import (
@@ -24,6 +24,8 @@ from server.adapters.metrics import (
 )
 from server.adapters.postgres.merchants import MerchantStore, Principal
 from server.connectors.base import PspStatus, WebhookEvent, WebhookRejected
+from server.connectors.cashfree.checkout import render_checkout_page as cashfree_checkout_page
+from server.connectors.payu.checkout import render_checkout_page as payu_checkout_page
 from server.entrypoints.http.seed import SeedCreatePayment, parse_seed_create
 from server.errors import DependencyUnavailable, NotFound, TriveniError, Unauthenticated
 from server.service_layer.payments import PaymentService
@@ -34,6 +36,8 @@ __all__ = ["HttpDeps", "build_http_app"]
 log = logging.getLogger("triveni.http")
 MAX_WEBHOOK_BYTES = 256 * 1024
 MAX_JSON_BYTES = 64 * 1024
+_CHECKOUT_HEADERS = {"cache-control": "no-store", "referrer-policy": "no-referrer",
+                     "x-frame-options": "DENY"}
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -194,6 +198,25 @@ def build_http_app(deps: HttpDeps) -> Starlette:
                              status=status, raw_status=raw_status)
         return await _apply(account, event)
 
+    async def payu_checkout(request: Request) -> Response:
+        """Auto-submitting PayU form (PayU's hosted checkout is entered by a form POST)."""
+        try:
+            references = await deps.payments.checkout_references(request.path_params["txnid"])
+            page = payu_checkout_page(references)
+        except (NotFound, ValueError):
+            return _error(404, "no such checkout")
+        except TriveniError as exc:
+            return _triveni_error(exc)
+        return HTMLResponse(page, headers=_CHECKOUT_HEADERS)
+
+    async def cashfree_checkout(request: Request) -> Response:
+        """Cashfree's JS SDK page for a payment_session_id (the session id is browser-bound)."""
+        session_id = request.query_params.get("payment_session_id", "")
+        mode = request.query_params.get("mode", "sandbox")
+        if not session_id or mode not in ("sandbox", "production"):
+            return _error(400, "payment_session_id and mode (sandbox|production) are required")
+        return HTMLResponse(cashfree_checkout_page(session_id, mode), headers=_CHECKOUT_HEADERS)
+
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -201,6 +224,8 @@ def build_http_app(deps: HttpDeps) -> Starlette:
         Route("/create-payment", create_payment, methods=["POST"]),
         Route("/webhook", seed_webhook, methods=["POST"]),
         Route("/webhooks/{account}", psp_webhook, methods=["POST"]),
+        Route("/checkout/payu/{txnid}", payu_checkout, methods=["GET"]),
+        Route("/checkout/cashfree/{order_id}", cashfree_checkout, methods=["GET"]),
         *(deps.extra_routes or []),
     ]
     return Starlette(routes=routes, middleware=[Middleware(_Observe)])
