@@ -75,8 +75,8 @@ class FraudFacts(Protocol[ConnT]):
     async def find_blocklist_hits(self, conn: ConnT, merchant_id: str, inp: FraudInput
                                   ) -> Sequence[BlocklistHit]: ...
 
-    async def customer_history(self, conn: ConnT, merchant_id: str, customer_id: str
-                               ) -> CustomerHistory: ...
+    async def customer_history(self, conn: ConnT, merchant_id: str, customer_id: str, *,
+                               instrument: str = "") -> CustomerHistory: ...
 
     async def distinct_instruments(self, conn: ConnT, merchant_id: str, *, since: timedelta,
                                    customer_id: str = "", ip: str = "", exclude: str = ""
@@ -178,7 +178,8 @@ class FraudScreening(Generic[C]):
         history = None
         per_customer = per_ip = 0
         if inp.customer_id:
-            history = await self._facts.customer_history(conn, merchant_id, inp.customer_id)
+            history = await self._facts.customer_history(conn, merchant_id, inp.customer_id,
+                                                         instrument=instrument)
             per_customer = await self._facts.distinct_instruments(
                 conn, merchant_id, since=INSTRUMENT_LOOKBACK, customer_id=inp.customer_id,
                 exclude=instrument)

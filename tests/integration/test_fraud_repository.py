@@ -290,6 +290,19 @@ async def test_customer_history_counts_successful_payments_and_their_median(
     assert (history.successful_payments, history.median_amount_minor) == (4, 20_000)
 
 
+async def test_customer_history_says_whether_the_instrument_was_used_successfully(
+        conn: Conn, merchant: str) -> None:
+    await add_payment(conn, merchant, customer_id="cust_k", vpa="Known@YBL")
+    await add_payment(conn, merchant, customer_id="cust_k", card_token="tok_failed",
+                      status="FAILED")
+    history = repo.customer_history
+    assert (await history(conn, merchant, "cust_k", instrument="vpa:known@ybl")
+            ).knows_instrument is True
+    assert (await history(conn, merchant, "cust_k", instrument="card:tok_failed")
+            ).knows_instrument is False
+    assert (await history(conn, merchant, "cust_k")).knows_instrument is None
+
+
 async def test_a_new_customer_has_no_history(conn: Conn, merchant: str) -> None:
     history = await repo.customer_history(conn, merchant, "cust_new")
     assert (history.successful_payments, history.median_amount_minor) == (0, None)

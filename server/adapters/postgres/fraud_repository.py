@@ -262,19 +262,25 @@ async def settings_history(conn: Conn, merchant_id: str, *, limit: int = 20
 
 # --- payment history ------------------------------------------------------------------------
 
-async def customer_history(conn: Conn, merchant_id: str, customer_id: str) -> CustomerHistory:
-    """The customer's successful payments: how many (up to HISTORY_LIMIT) and their median."""
+async def customer_history(conn: Conn, merchant_id: str, customer_id: str, *,
+                           instrument: str = "") -> CustomerHistory:
+    """The customer's recent successful payments (up to HISTORY_LIMIT): how many, their
+    median amount, and whether any used `instrument` (as `instrument_of` spells it)."""
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(
-            "SELECT count(*), percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) "
-            "FROM (SELECT amount_minor FROM payments "
-            "      WHERE merchant_id = %s AND customer->>'id' = %s AND status = ANY(%s) "
-            "      ORDER BY created_at DESC LIMIT %s) recent",
-            (merchant_id, customer_id, list(SUCCESSFUL_STATUSES), HISTORY_LIMIT),
+            f"SELECT count(*), percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor),"
+            f" coalesce(bool_or(instrument = %(instrument)s::text), false) "
+            f"FROM (SELECT amount_minor, {_INSTRUMENT_SQL} AS instrument FROM payments"
+            f"      WHERE merchant_id = %(merchant)s AND customer->>'id' = %(customer)s"
+            f"      AND status = ANY(%(statuses)s)"
+            f"      ORDER BY created_at DESC LIMIT %(limit)s) recent",
+            {"merchant": merchant_id, "customer": customer_id, "instrument": instrument,
+             "statuses": list(SUCCESSFUL_STATUSES), "limit": HISTORY_LIMIT},
         )
         row = await cur.fetchone()
-    count, median = (row if row is not None else (0, None))
-    return CustomerHistory(int(count), int(median) if median is not None else None)
+    count, median, known = (row if row is not None else (0, None, False))
+    return CustomerHistory(int(count), int(median) if median is not None else None,
+                           bool(known) if instrument else None)
 
 
 async def distinct_instruments(conn: Conn, merchant_id: str, *, since: timedelta,
@@ -328,9 +334,9 @@ class PostgresFraudRepository:
                                   ) -> list[BlocklistHit]:
         return await find_blocklist_hits(conn, merchant_id, inp)
 
-    async def customer_history(self, conn: Conn, merchant_id: str, customer_id: str
-                               ) -> CustomerHistory:
-        return await customer_history(conn, merchant_id, customer_id)
+    async def customer_history(self, conn: Conn, merchant_id: str, customer_id: str, *,
+                               instrument: str = "") -> CustomerHistory:
+        return await customer_history(conn, merchant_id, customer_id, instrument=instrument)
 
     async def distinct_instruments(self, conn: Conn, merchant_id: str, *, since: timedelta,
                                    customer_id: str = "", ip: str = "", exclude: str = ""

@@ -196,6 +196,9 @@ class CustomerHistory:
 
     successful_payments: int
     median_amount_minor: int | None = None
+    # Whether this payment's instrument appears among those payments (None: not asked, or
+    # the payment has no identifiable instrument).
+    knows_instrument: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

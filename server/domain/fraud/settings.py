@@ -64,6 +64,7 @@ class FraudSettings:
     amount_anomaly_min_history: int = 3  # successful payments needed before judging
     amount_anomaly_min_amount_minor: int = 100_000  # ₹1,000: small amounts are never anomalies
     amount_anomaly_score: int = 30
+    new_instrument_score: int = 20  # an established customer paying with a never-seen instrument
     # --- distinct instruments (VPAs, card tokens) in the last 24 hours ---
     max_instruments_per_customer: int = 3
     max_instruments_per_ip: int = 5
@@ -73,7 +74,7 @@ class FraudSettings:
     failed_attempts_score: int = 30
     # --- a customer's first payment ---
     new_customer_amount_minor: int = 2_500_000  # ₹25,000
-    new_customer_score: int = 30
+    new_customer_score: int = 50  # alone it reaches review
 
     def validate(self, field_prefix: str = "") -> None:
         """Raise ValidationError naming the first offending field (prefixed by `field_prefix`)."""

@@ -37,6 +37,7 @@ __all__ = [
     "ip_velocity",
     "many_instruments",
     "new_customer_high_amount",
+    "new_instrument",
     "unusual_location",
 ]
 
@@ -104,7 +105,8 @@ def _breaches(inp: FraudInput, ctx: FraudContext, kind: VelocityKind,
             found.append(f"{stats.count} payments in the last {window.label} (limit {limit})")
     for window, limit in amount_limits:
         stats = _stats(inp, ctx, kind, window)
-        if stats is not None and stats.amount_minor > limit:
+        # One large payment is not velocity (HIGH_AMOUNT and the history signals judge it).
+        if stats is not None and stats.count >= 2 and stats.amount_minor > limit:
             found.append(f"{_rupees(stats.amount_minor)} in the last {window.label} "
                          f"(limit {_rupees(limit)})")
     return found
@@ -201,6 +203,19 @@ def amount_anomaly(inp: FraudInput, ctx: FraudContext, settings: FraudSettings
     return []
 
 
+def new_instrument(inp: FraudInput, ctx: FraudContext, settings: FraudSettings
+                   ) -> list[Reason]:
+    """An established customer paying with an instrument none of their payments used: the
+    usual shape of an account takeover (together with an anomalous amount or a new IP)."""
+    history = ctx.customer_history
+    if (history is not None and history.knows_instrument is False
+            and history.successful_payments >= settings.amount_anomaly_min_history):
+        message = (f"New payment instrument for a customer with "
+                   f"{history.successful_payments} earlier payments")
+        return [Reason("NEW_INSTRUMENT", message, settings.new_instrument_score)]
+    return []
+
+
 def many_instruments(inp: FraudInput, ctx: FraudContext, settings: FraudSettings
                      ) -> list[Reason]:
     """Many different VPAs / card tokens for one customer or one IP in 24 hours."""
@@ -255,6 +270,7 @@ ALL_SIGNALS: tuple[Signal, ...] = (
     ip_velocity,
     identifier_velocity,
     amount_anomaly,
+    new_instrument,
     many_instruments,
     failed_attempts,
     new_customer_high_amount,

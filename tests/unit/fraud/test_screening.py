@@ -80,8 +80,8 @@ class FakeFacts:
         self.calls.append(f"blocklist:{inp.vpa}")
         return self.hits
 
-    async def customer_history(self, conn: str, merchant_id: str, customer_id: str
-                               ) -> CustomerHistory:
+    async def customer_history(self, conn: str, merchant_id: str, customer_id: str, *,
+                               instrument: str = "") -> CustomerHistory:
         self.calls.append(f"history:{customer_id}")
         return self.history
 

@@ -127,6 +127,11 @@ def test_identifier_amount_per_day_fires_one_paisa_above_the_limit() -> None:
     assert "₹200000.01 in the last day (limit ₹200000.00)" in reason.message
 
 
+def test_one_large_payment_alone_is_not_amount_velocity() -> None:
+    single = velocity(VelocityKind.VPA, hour=(1, SETTINGS.instrument_amount_per_hour_minor + 1))
+    assert s.identifier_velocity(payment(), single, SETTINGS) == []
+
+
 def test_identifier_amount_per_hour_fires_above_the_limit() -> None:
     limit = SETTINGS.instrument_amount_per_hour_minor
     assert s.identifier_velocity(payment(), velocity(VelocityKind.VPA, hour=(2, limit)),
@@ -204,6 +209,25 @@ def test_small_amounts_are_never_anomalies() -> None:
     ctx = facts(customer_history=CustomerHistory(10, 1_000))  # median ₹10
     assert s.amount_anomaly(payment(99_999), ctx, SETTINGS) == []
     assert codes(s.amount_anomaly(payment(100_000), ctx, SETTINGS)) == ["AMOUNT_ANOMALY"]
+
+
+# --- new instrument -------------------------------------------------------------------------
+
+
+def test_an_established_customer_with_a_never_seen_instrument_fires() -> None:
+    ctx = facts(customer_history=CustomerHistory(3, 10_000, knows_instrument=False))
+    [reason] = s.new_instrument(payment(), ctx, SETTINGS)
+    assert reason.code == "NEW_INSTRUMENT"
+    assert reason.score == SETTINGS.new_instrument_score
+
+
+@pytest.mark.parametrize("history", [
+    CustomerHistory(3, 10_000, knows_instrument=True),
+    CustomerHistory(2, 10_000, knows_instrument=False),  # not established yet
+    CustomerHistory(9, 10_000, knows_instrument=None),  # no identifiable instrument
+])
+def test_known_instruments_and_young_customers_do_not_fire(history: CustomerHistory) -> None:
+    assert s.new_instrument(payment(), facts(customer_history=history), SETTINGS) == []
 
 
 # --- many instruments -----------------------------------------------------------------------
