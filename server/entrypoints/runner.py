@@ -12,6 +12,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -80,6 +81,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
         if run_workers_here and settings.run_workers:
             tasks.append(asyncio.create_task(run_workers(app, workers_stop)))
         await set_serving(health, True)
+        tasks.append(asyncio.create_task(_watch_dependencies(app, health, workers_stop)))
         log.info("serving", extra={"grpc_port": grpc_port, "http_port": http_port,
                                    "pid": os.getpid()})
         if on_ready is not None:
@@ -97,6 +99,21 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
         http_socket.close()
         await app.close()
         log.info("stopped")
+
+
+async def _watch_dependencies(app: App, health: Any, stop: asyncio.Event,
+                              interval: float = 1.0) -> None:
+    """NOT_SERVING while PostgreSQL is unreachable (nothing can be stored); Redis loss only
+    degrades routing and velocity checks, so it does not take the server out of rotation."""
+    serving = True
+    while not stop.is_set():
+        checks = await app.readiness()
+        if checks["postgres"] != serving:
+            serving = checks["postgres"]
+            await set_serving(health, serving)
+            log.warning("health changed", extra={"serving": serving, "checks": checks})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
 
 
 def _child_main(settings: Settings, index: int) -> None:

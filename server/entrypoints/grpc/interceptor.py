@@ -73,7 +73,7 @@ class TriveniInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())  # type: ignore[attr-defined]
-        short = method.rsplit("/", 1)[-1]
+        short = method  # full name, e.g. /triveni.v1.PaymentService/CreatePayment
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
