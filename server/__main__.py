@@ -20,7 +20,7 @@ def _setup() -> None:
 
 @cli.command()
 def serve() -> None:
-    """Serve gRPC (:50051) and the HTTP shim (:8080); workers too unless TRIVENI_RUN_WORKERS=false."""
+    """Serve gRPC (:50051) and the HTTP shim (:8080), plus workers unless disabled."""
     from server.entrypoints.runner import serve_processes
 
     _setup()

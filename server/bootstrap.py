@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Mapping
@@ -13,8 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from server.adapters.geoip import IpCountryLookup
 from server.adapters.metrics import DEPENDENCY_UP
-from server.adapters.postgres.merchants import MerchantStore
 from server.adapters.postgres.fraud_repository import PostgresFraudRepository
+from server.adapters.postgres.merchants import MerchantStore
 from server.adapters.postgres.notifications import PaymentChangeFeed
 from server.adapters.postgres.pool import Conn, create_pool
 from server.adapters.postgres.uow import PostgresUnitOfWork
@@ -83,12 +84,10 @@ class App:
             async with self.pool.connection(timeout=2) as conn:
                 await conn.execute("SELECT 1")
             checks["postgres"] = True
-        except Exception:  # noqa: BLE001 - any failure means not ready
+        except Exception:
             pass
-        try:
+        with contextlib.suppress(Exception):
             checks["redis"] = bool(await self.redis.ping())  # type: ignore[misc]
-        except Exception:  # noqa: BLE001
-            pass
         for name, ok in checks.items():
             DEPENDENCY_UP.labels(dependency=name).set(1 if ok else 0)
         return checks

@@ -10,7 +10,7 @@ timeout_seconds = 10
 methods = ["upi", "card", "netbanking", "wallet"]
 min_amount_minor = 900
 max_amount_minor = 20000000
-credentials = { client_id = "env:INSTAMOJO_PREMIUM_CLIENT_ID", client_secret = "file:/run/secrets/im_secret" }
+credentials = { client_id = "env:IM_PREMIUM_CLIENT_ID", client_secret = "file:/run/secrets/im" }
 webhook_secret = "env:INSTAMOJO_PREMIUM_SALT"
 options = { api_version = "v2" }
 ```

@@ -11,10 +11,10 @@ Error tree (all derive from server.errors.TriveniError):
 ConnectorError
 ├── Declined           the PSP definitively refused; no money moved           → do not retry
 ├── TransientError     failed before the PSP acted (5xx before processing, refused connection)
-│   └── RateLimited    HTTP 429                                               → retry later / elsewhere
+│   └── RateLimited    HTTP 429                                             → retry later/elsewhere
 ├── UnknownOutcome     request may have reached the PSP (timeout after send)  → status sync first
 ├── Misconfigured      bad credentials / account setup (401/403)              → alert, try elsewhere
-└── WebhookRejected    signature invalid, stale, or body malformed            → 401/400, nothing applied
+└── WebhookRejected    signature invalid, stale, or body malformed            → 401/400, no change
 """
 
 from __future__ import annotations

@@ -261,8 +261,8 @@ class Payment:
         self.amount_refunded = self.refunded + refund.amount
         target = (PaymentStatus.REFUNDED if self.refunded.amount_minor >= self.amount.amount_minor
                   else PaymentStatus.PARTIALLY_REFUNDED)
-        self.transition(target, actor=actor, details={"refund_id": refund.id,
-                                                      "refund_amount_minor": refund.amount.amount_minor})
+        self.transition(target, actor=actor, details={
+            "refund_id": refund.id, "refund_amount_minor": refund.amount.amount_minor})
 
     def snapshot(self) -> Payment:
         """A copy without pending changes (for events and watchers)."""

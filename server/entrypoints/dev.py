@@ -45,10 +45,12 @@ def _examples(api_key: str, grpc_port: int, http_port: int) -> str:
               '"currency": "INR"}, "method": {"upi": {"flow": "UPI_FLOW_INTENT"}}, '
               '"customer": {"email": "asha@example.com"}, "ip_address": "203.0.113.7", '
               '"country": "IN"}')
+    seed = ('{"amount": 15000, "currency": "INR", "cardDetails": {}, '
+            '"ipAddress": "192.168.1.1", "country": "IN"}')
     return f"""
 Triveni is running (development).
   gRPC      localhost:{grpc_port}   (reflection on: grpcurl -plaintext localhost:{grpc_port} list)
-  HTTP      http://localhost:{http_port}   (/healthz /readyz /metrics /create-payment /webhooks/{{account}})
+  HTTP      http://localhost:{http_port}   (/healthz /readyz /metrics /create-payment)
   API key   {api_key}   (also in .data/dev_api_key)
 
 Try:
@@ -56,7 +58,7 @@ Try:
     -d '{create}' localhost:{grpc_port} triveni.v1.PaymentService/CreatePayment
 
   curl -X POST http://localhost:{http_port}/create-payment -H "Content-Type: application/json" \\
-    -d '{{"amount": 15000, "currency": "INR", "cardDetails": {{}}, "ipAddress": "192.168.1.1", "country": "IN"}}'
+    -d '{seed}'
 
 Open the payment's redirect_url to complete it at the simulator PSP (it then sends a signed
 webhook back). Ctrl-C stops everything.

@@ -55,7 +55,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
     app = await build_app(settings)
     tls = None
     if settings.tls_cert_file and settings.tls_key_file:
-        tls = (Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes())
+        tls = await asyncio.to_thread(_read_tls, settings.tls_key_file, settings.tls_cert_file)
     grpc_server, grpc_port, health = build_grpc_server(
         payment_servicer=PaymentServicer(app.payments, app.refunds, app.feed),
         fraud_servicer=FraudServicer(app),
@@ -114,6 +114,10 @@ async def _watch_dependencies(app: App, health: Any, stop: asyncio.Event,
             log.warning("health changed", extra={"serving": serving, "checks": checks})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def _read_tls(key_file: Path, cert_file: Path) -> tuple[bytes, bytes]:
+    return key_file.read_bytes(), cert_file.read_bytes()
 
 
 def _child_main(settings: Settings, index: int) -> None:

@@ -102,7 +102,7 @@ class PolicyRouter:
         )
 
     async def record_call(self, connector: str, outcome: str) -> None:
-        """Feed the circuit breaker with one PSP call's outcome (success/declined/failure/timeout)."""
+        """Feed the circuit breaker: outcome is success | declined | failure | timeout."""
         try:
             state = await self._store.record_health(connector, Outcome(outcome))
             CONNECTOR_HEALTH.labels(connector=connector).set(_CIRCUIT_GAUGE[state])

@@ -111,10 +111,9 @@ async def test_create_that_never_reached_the_psp_is_resent_after_sync(
 async def test_redis_down_routes_by_static_rules_and_skips_velocity(stack: Stack) -> None:
     settings = stack.settings_with(redis_url=f"redis://127.0.0.1:{free_port()}/0",
                                    run_workers=False)
-    async with running_server(settings) as server:
-        async with stack.channel(server.grpc_target) as channel:
-            payment: pb.Payment = await stack.payments(channel).CreatePayment(
-                upi_request(1_500_000), metadata=stack.metadata())
+    async with running_server(settings) as server, stack.channel(server.grpc_target) as channel:
+        payment: pb.Payment = await stack.payments(channel).CreatePayment(
+            upi_request(1_500_000), metadata=stack.metadata())
     assert payment.status == pb.PAYMENT_STATUS_REQUIRES_ACTION
     assert payment.routing.degraded
     assert payment.connector == "simulator_premium"  # the seed rule still applies
@@ -125,21 +124,20 @@ async def test_postgres_down_gives_unavailable_and_not_serving(stack: Stack) -> 
     settings = stack.settings_with(
         postgres_url=f"postgresql://postgres@127.0.0.1:{free_port()}/triveni",
         run_workers=False)
-    async with running_server(settings) as server:
-        async with stack.channel(server.grpc_target) as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await stack.payments(channel).CreatePayment(upi_request(10_000),
-                                                            metadata=stack.metadata())
-            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 10
-            status = None
-            while time.monotonic() < deadline:
-                status = (await health.Check(health_pb2.HealthCheckRequest())).status
-                if status == health_pb2.HealthCheckResponse.NOT_SERVING:
-                    break
-                await asyncio.sleep(0.2)
-            assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    async with running_server(settings) as server, stack.channel(server.grpc_target) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stack.payments(channel).CreatePayment(upi_request(10_000),
+                                                        metadata=stack.metadata())
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 10
+        status = None
+        while time.monotonic() < deadline:
+            status = (await health.Check(health_pb2.HealthCheckRequest())).status
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.2)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @pytest_asyncio.fixture

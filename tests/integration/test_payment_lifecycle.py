@@ -28,10 +28,10 @@ async def complete_checkout(stack: Stack, payment: pb.Payment) -> None:
 
 
 async def wait_for_status(stack: Stack, payment_id: str, status: int,
-                          timeout: float = 10.0) -> pb.Payment:
+                          within: float = 10.0) -> pb.Payment:
     async with stack.channel() as channel:
         stub = stack.payments(channel)
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             payment: pb.Payment = await stub.GetPayment(ps.GetPaymentRequest(id=payment_id),
                                                         metadata=stack.metadata())

@@ -82,7 +82,8 @@ class PostgresPaymentRepository:
     async def _write_children(self, payment: Payment) -> None:
         async with self._conn.cursor() as cur:
             if payment.attempts:
-                await cur.executemany(_UPSERT_ATTEMPT, [attempt_params(a) for a in payment.attempts])
+                await cur.executemany(_UPSERT_ATTEMPT,
+                                      [attempt_params(a) for a in payment.attempts])
             if payment.refunds:
                 await cur.executemany(_UPSERT_REFUND, [refund_params(r) for r in payment.refunds])
 

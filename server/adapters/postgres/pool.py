@@ -1,4 +1,4 @@
-"""The PostgreSQL connection pool and the translation of driver errors into DependencyUnavailable."""
+"""The PostgreSQL connection pool; driver connection errors become DependencyUnavailable."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ async def _configure(conn: Conn) -> None:
 
 
 async def create_pool(url: str, *, min_size: int = 2, max_size: int = 16,
-                      timeout: float = 5.0) -> AsyncConnectionPool[Conn]:
+                      acquire_timeout: float = 5.0) -> AsyncConnectionPool[Conn]:
     """An opened pool; connections start in a transaction (autocommit off), dict rows."""
     pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-        url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+        url, min_size=min_size, max_size=max_size, timeout=acquire_timeout, open=False,
         configure=_configure, kwargs={"connect_timeout": 5},
         name="triveni",
     )
