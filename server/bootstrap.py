@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from server.adapters.geoip import IpCountryLookup
-from server.adapters.metrics import DEPENDENCY_UP
+from server.adapters.metrics import DEPENDENCY_UP, PAYMENT_ATTEMPTS
 from server.adapters.postgres.fraud_repository import PostgresFraudRepository
 from server.adapters.postgres.merchants import MerchantStore
 from server.adapters.postgres.notifications import PaymentChangeFeed
@@ -99,6 +99,14 @@ class App:
         await self.pool.close()
 
 
+_ATTEMPT_OUTCOME = {"success": "pending", "declined": "declined", "failure": "error",
+                    "timeout": "timeout"}
+
+
+def _observe_attempt(connector: str, outcome: str) -> None:
+    PAYMENT_ATTEMPTS.labels(connector=connector, outcome=_ATTEMPT_OUTCOME[outcome]).inc()
+
+
 @functools.cache
 def _fraud_metrics() -> FraudMetrics:
     """Declared once per process (the Prometheus registry refuses duplicates)."""
@@ -137,6 +145,7 @@ async def build_app(settings: Settings) -> App:
         router=router,
         public_base_url=settings.public_base_url.rstrip("/"),
         max_attempts=settings.max_attempts,
+        observe_attempt=_observe_attempt,
     )
     feed = PaymentChangeFeed(postgres_url)
     feed.start()

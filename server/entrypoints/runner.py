@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from server.adapters.metrics import mark_process_dead, reset_multiprocess_dir
 from server.bootstrap import App, build_app
 from server.config import Settings
 from server.entrypoints.grpc.fraud_servicer import FraudServicer
@@ -141,6 +142,10 @@ def serve_processes(settings: Settings) -> None:
     if settings.processes == 1:
         asyncio.run(serve(settings))
         return
+    # Every process writes its samples to one directory; /metrics in any process merges them.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR",
+                          str(Path(settings.data_dir).resolve() / "prometheus"))
+    reset_multiprocess_dir()
     ctx = multiprocessing.get_context("spawn")
     children = [ctx.Process(target=_child_main, args=(settings, i), name=f"triveni-{i}")
                 for i in range(settings.processes)]
@@ -156,3 +161,5 @@ def serve_processes(settings: Settings) -> None:
     signal.signal(signal.SIGINT, forward)
     for child in children:
         child.join()
+        if child.pid is not None:
+            mark_process_dead(child.pid)

@@ -69,6 +69,8 @@ class PaymentDeps:
     max_attempts: int = 3
     sync_policy: SyncPolicy = field(default_factory=SyncPolicy)
     clock: Callable[[], datetime] = utcnow
+    # Told each PSP create call's outcome (metrics); a no-op by default.
+    observe_attempt: Callable[[str, str], None] = lambda connector, outcome: None
 
 
 def _call_outcome(error: ConnectorError | None) -> str:
@@ -183,7 +185,9 @@ class PaymentService:
                     payment.status not in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
                 return payment
             outcome, error, latency_ms = await self._call_create(payment, attempt)
-            await self.deps.router.record_call(attempt.connector, _call_outcome(error))
+            outcome_name = _call_outcome(error)
+            await self.deps.router.record_call(attempt.connector, outcome_name)
+            self.deps.observe_attempt(attempt.connector, outcome_name)
             async with self.deps.uow_factory() as uow:
                 payment = await uow.payments.get(merchant_id, payment_id, for_update=True)
                 current = payment.attempts[attempt.number - 1]

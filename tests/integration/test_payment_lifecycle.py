@@ -204,3 +204,20 @@ async def test_seed_unsigned_webhook_works_only_with_the_dev_flag(stack: Stack) 
         bad = await client.post(f"{stack.http_url}/webhook", json={"status": "success"})
         assert bad.status_code == 400
     await wait_for_status(stack, payment.id, pb.PAYMENT_STATUS_SUCCEEDED)
+
+
+async def test_metrics_count_created_and_succeeded_payments(stack: Stack) -> None:
+    def sample(text: str, prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(prefix))
+
+    async with httpx.AsyncClient() as client:
+        before = (await client.get(f"{stack.http_url}/metrics")).text
+        await succeeded_payment(stack)
+        after = (await client.get(f"{stack.http_url}/metrics")).text
+    created = 'triveni_payments_created_total{connector="simulator_standard",method="upi"}'
+    assert sample(after, created) == sample(before, created) + 1
+    assert sample(after, "triveni_payment_final_success_total") == \
+        sample(before, "triveni_payment_final_success_total") + 1
+    assert 'triveni_grpc_requests_total{code="OK",method="/triveni.v1.PaymentService/' \
+        'CreatePayment"}' in after

@@ -9,6 +9,7 @@ from typing import Self
 
 from psycopg_pool import AsyncConnectionPool
 
+from server.adapters.payment_metrics import observe_committed
 from server.adapters.postgres.payments import PostgresPaymentRepository
 from server.adapters.postgres.pool import Conn, postgres_errors_as_unavailable
 from server.adapters.protobuf import event_to_proto
@@ -89,6 +90,8 @@ class PostgresUnitOfWork:
             await conn.commit()
         self._committed = True
         for payment in self.payments.seen.values():
+            if payment.changes:
+                observe_committed(payment, payment.changes)
             payment.changes.clear()
 
     async def record_webhook_receipt(self, account: str, dedupe_id: str, payment_id: str) -> bool:
