@@ -304,3 +304,19 @@ def test_lua_transitions_match_the_pure_state_machine(
             await lua.aclose()
 
     asyncio.run(scenario())
+
+
+async def test_probe_outcomes_feed_the_circuit_but_not_the_window(
+    store: RedisRoutingStore,
+) -> None:
+    account = name()
+    now = time.time()
+    for i in range(3):
+        await store.record_attempt(account, "upi", Outcome.FAILURE, now=now + i)
+    probe = await store.admit(account, now=now + 20)
+    assert probe.probe
+    state = await store.record_attempt(account, "upi", Outcome.SUCCESS, probe=True, now=now + 21)
+    assert state is CircuitState.CLOSED
+    assert (await store.read_windows([account], "upi", now=now + 21))[account] == (
+        WindowStats(0, 3)
+    )

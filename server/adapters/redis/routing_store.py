@@ -321,16 +321,23 @@ class RedisRoutingStore:
         return CircuitState(str(result))
 
     async def record_attempt(
-        self, account: str, dimension: str, outcome: Outcome, *, now: float | None = None,
+        self, account: str, dimension: str, outcome: Outcome, *, probe: bool = False,
+        now: float | None = None,
     ) -> CircuitState:
-        """Window outcome and circuit outcome of one PSP call, in one round trip."""
+        """Window outcome and circuit outcome of one PSP call, in one round trip.
+
+        A half-open probe (`Admission.probe`) only feeds the circuit: its outcome speaks to
+        availability, and outage-era probe failures would otherwise keep a recovered account
+        out of traffic until they age out of the window.
+        """
         at = time.time() if now is None else now
         key = self._window_key(account, dimension)
         success = outcome in _SUCCESS_OUTCOMES
         pipe = self._redis.pipeline(transaction=True)
-        pipe.lpush(key, f"{1 if success else 0}:{at!r}")
-        pipe.ltrim(key, 0, self.scoring.window_size - 1)
-        pipe.expire(key, self.scoring.window_max_age_seconds)
+        if not probe:
+            pipe.lpush(key, f"{1 if success else 0}:{at!r}")
+            pipe.ltrim(key, 0, self.scoring.window_size - 1)
+            pipe.expire(key, self.scoring.window_max_age_seconds)
         await self._record(keys=[self._health_key(account)], args=_record_args(
             outcome, at, self.health_config), client=pipe)
         results = await self._guard("record attempt", pipe.execute())

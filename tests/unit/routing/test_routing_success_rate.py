@@ -160,3 +160,26 @@ def test_posterior_mean_is_a_probability_and_monotone_in_successes(
     if failures:
         better = posterior_mean(WindowStats(successes + 1, successes + failures), config)
         assert better >= mean
+
+
+class AlwaysExplore(random.Random):
+    def random(self) -> float:
+        return 0.0
+
+
+def test_exploration_tries_the_least_sampled_account_first() -> None:
+    stats = {"best": WindowStats(195, 200), "stale": WindowStats(8, 10), "mid": WindowStats(
+        150, 200)}
+    scores, explored = score_accounts(["best", "stale", "mid"], stats, CONFIG, AlwaysExplore())
+    assert explored
+    ranked = sorted(scores, key=lambda n: -scores[n].score)
+    assert ranked[0] == "stale"
+    assert scores["stale"].note.startswith("exploring")
+
+
+def test_ucb_gives_no_bonus_to_a_cold_window() -> None:
+    config = ScoringConfig(algorithm=ScoreAlgorithm.UCB, exploration_share=0.0)
+    stats = {"warm": WindowStats(160, 200), "cold": WindowStats(0, 0)}
+    scores, _ = score_accounts(["warm", "cold"], stats, config, NoExploreRandom())
+    assert scores["cold"].score == pytest.approx(config.prior_mean)
+    assert scores["warm"].score > scores["cold"].score
