@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from triveni.v1 import common_pb2 as triveni_dot_v1_dot_common__pb2
+from triveni.v1 import events_pb2 as triveni_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n triveni/v1/payment_service.proto\x12\ntriveni.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17triveni/v1/common.proto\"\x83\x03\n\x14\x43reatePaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12!\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x11.triveni.v1.Money\x12)\n\x06method\x18\x03 \x01(\x0b\x32\x19.triveni.v1.PaymentMethod\x12&\n\x08\x63ustomer\x18\x04 \x01(\x0b\x32\x14.triveni.v1.Customer\x12\x12\n\nip_address\x18\x05 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x12\n\nreturn_url\x18\x08 \x01(\t\x12@\n\x08metadata\x18\t \x03(\x0b\x32..triveni.v1.CreatePaymentRequest.MetadataEntry\x12\x1b\n\x13preferred_connector\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\x11GetPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xdc\x01\n\x13ListPaymentsRequest\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.triveni.v1.PaymentStatus\x12\x11\n\tconnector\x18\x02 \x01(\t\x12\x30\n\x0c\x63reated_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_to\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"V\n\x14ListPaymentsResponse\x12%\n\x08payments\x18\x01 \x03(\x0b\x32\x13.triveni.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"K\n\x14\x43\x61ncelPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"v\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12!\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x11.triveni.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\" \n\x12SyncPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"!\n\x13WatchPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t2\x88\x04\n\x0ePaymentService\x12\x46\n\rCreatePayment\x12 .triveni.v1.CreatePaymentRequest\x1a\x13.triveni.v1.Payment\x12@\n\nGetPayment\x12\x1d.triveni.v1.GetPaymentRequest\x1a\x13.triveni.v1.Payment\x12Q\n\x0cListPayments\x12\x1f.triveni.v1.ListPaymentsRequest\x1a .triveni.v1.ListPaymentsResponse\x12\x46\n\rCancelPayment\x12 .triveni.v1.CancelPaymentRequest\x1a\x13.triveni.v1.Payment\x12\x45\n\rRefundPayment\x12 .triveni.v1.RefundPaymentRequest\x1a\x12.triveni.v1.Refund\x12\x42\n\x0bSyncPayment\x12\x1e.triveni.v1.SyncPaymentRequest\x1a\x13.triveni.v1.Payment\x12\x46\n\x0cWatchPayment\x12\x1f.triveni.v1.WatchPaymentRequest\x1a\x13.triveni.v1.Payment0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n triveni/v1/payment_service.proto\x12\ntriveni.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17triveni/v1/common.proto\x1a\x17triveni/v1/events.proto\"\x83\x03\n\x14\x43reatePaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12!\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x11.triveni.v1.Money\x12)\n\x06method\x18\x03 \x01(\x0b\x32\x19.triveni.v1.PaymentMethod\x12&\n\x08\x63ustomer\x18\x04 \x01(\x0b\x32\x14.triveni.v1.Customer\x12\x12\n\nip_address\x18\x05 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x06 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12\x12\n\nreturn_url\x18\x08 \x01(\t\x12@\n\x08metadata\x18\t \x03(\x0b\x32..triveni.v1.CreatePaymentRequest.MetadataEntry\x12\x1b\n\x13preferred_connector\x18\n \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\x11GetPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xdc\x01\n\x13ListPaymentsRequest\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.triveni.v1.PaymentStatus\x12\x11\n\tconnector\x18\x02 \x01(\t\x12\x30\n\x0c\x63reated_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_to\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"V\n\x14ListPaymentsResponse\x12%\n\x08payments\x18\x01 \x03(\x0b\x32\x13.triveni.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"K\n\x14\x43\x61ncelPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"v\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12!\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x11.triveni.v1.Money\x12\x0e\n\x06reason\x18\x04 \x01(\t\" \n\x12SyncPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"!\n\x13WatchPaymentRequest\x12\n\n\x02id\x18\x01 \x01(\t\",\n\x14WatchPaymentsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\t\"P\n\x15WatchPaymentsResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.triveni.v1.PaymentEvent\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t2\xe0\x04\n\x0ePaymentService\x12\x46\n\rCreatePayment\x12 .triveni.v1.CreatePaymentRequest\x1a\x13.triveni.v1.Payment\x12@\n\nGetPayment\x12\x1d.triveni.v1.GetPaymentRequest\x1a\x13.triveni.v1.Payment\x12Q\n\x0cListPayments\x12\x1f.triveni.v1.ListPaymentsRequest\x1a .triveni.v1.ListPaymentsResponse\x12\x46\n\rCancelPayment\x12 .triveni.v1.CancelPaymentRequest\x1a\x13.triveni.v1.Payment\x12\x45\n\rRefundPayment\x12 .triveni.v1.RefundPaymentRequest\x1a\x12.triveni.v1.Refund\x12\x42\n\x0bSyncPayment\x12\x1e.triveni.v1.SyncPaymentRequest\x1a\x13.triveni.v1.Payment\x12\x46\n\x0cWatchPayment\x12\x1f.triveni.v1.WatchPaymentRequest\x1a\x13.triveni.v1.Payment0\x01\x12V\n\rWatchPayments\x12 .triveni.v1.WatchPaymentsRequest\x1a!.triveni.v1.WatchPaymentsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATEPAYMENTREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_CREATEPAYMENTREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_CREATEPAYMENTREQUEST']._serialized_start=107
-  _globals['_CREATEPAYMENTREQUEST']._serialized_end=494
-  _globals['_CREATEPAYMENTREQUEST_METADATAENTRY']._serialized_start=447
-  _globals['_CREATEPAYMENTREQUEST_METADATAENTRY']._serialized_end=494
-  _globals['_GETPAYMENTREQUEST']._serialized_start=496
-  _globals['_GETPAYMENTREQUEST']._serialized_end=527
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=530
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=750
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=752
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=838
-  _globals['_CANCELPAYMENTREQUEST']._serialized_start=840
-  _globals['_CANCELPAYMENTREQUEST']._serialized_end=915
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=917
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1035
-  _globals['_SYNCPAYMENTREQUEST']._serialized_start=1037
-  _globals['_SYNCPAYMENTREQUEST']._serialized_end=1069
-  _globals['_WATCHPAYMENTREQUEST']._serialized_start=1071
-  _globals['_WATCHPAYMENTREQUEST']._serialized_end=1104
-  _globals['_PAYMENTSERVICE']._serialized_start=1107
-  _globals['_PAYMENTSERVICE']._serialized_end=1627
+  _globals['_CREATEPAYMENTREQUEST']._serialized_start=132
+  _globals['_CREATEPAYMENTREQUEST']._serialized_end=519
+  _globals['_CREATEPAYMENTREQUEST_METADATAENTRY']._serialized_start=472
+  _globals['_CREATEPAYMENTREQUEST_METADATAENTRY']._serialized_end=519
+  _globals['_GETPAYMENTREQUEST']._serialized_start=521
+  _globals['_GETPAYMENTREQUEST']._serialized_end=552
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=555
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=775
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=777
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=863
+  _globals['_CANCELPAYMENTREQUEST']._serialized_start=865
+  _globals['_CANCELPAYMENTREQUEST']._serialized_end=940
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=942
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1060
+  _globals['_SYNCPAYMENTREQUEST']._serialized_start=1062
+  _globals['_SYNCPAYMENTREQUEST']._serialized_end=1094
+  _globals['_WATCHPAYMENTREQUEST']._serialized_start=1096
+  _globals['_WATCHPAYMENTREQUEST']._serialized_end=1129
+  _globals['_WATCHPAYMENTSREQUEST']._serialized_start=1131
+  _globals['_WATCHPAYMENTSREQUEST']._serialized_end=1175
+  _globals['_WATCHPAYMENTSRESPONSE']._serialized_start=1177
+  _globals['_WATCHPAYMENTSRESPONSE']._serialized_end=1257
+  _globals['_PAYMENTSERVICE']._serialized_start=1260
+  _globals['_PAYMENTSERVICE']._serialized_end=1868
 # @@protoc_insertion_point(module_scope)

@@ -70,6 +70,11 @@ class PaymentServiceStub:
                 request_serializer=triveni_dot_v1_dot_payment__service__pb2.WatchPaymentRequest.SerializeToString,
                 response_deserializer=triveni_dot_v1_dot_common__pb2.Payment.FromString,
                 _registered_method=True)
+        self.WatchPayments = channel.unary_stream(
+                '/triveni.v1.PaymentService/WatchPayments',
+                request_serializer=triveni_dot_v1_dot_payment__service__pb2.WatchPaymentsRequest.SerializeToString,
+                response_deserializer=triveni_dot_v1_dot_payment__service__pb2.WatchPaymentsResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -124,6 +129,14 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchPayments(self, request, context):
+        """Streams every change of all the merchant's payments, in commit order, as PaymentEvents.
+        Resume after a reconnect with the last cursor seen: no gaps, no repeats.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +174,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.WatchPayment,
                     request_deserializer=triveni_dot_v1_dot_payment__service__pb2.WatchPaymentRequest.FromString,
                     response_serializer=triveni_dot_v1_dot_common__pb2.Payment.SerializeToString,
+            ),
+            'WatchPayments': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPayments,
+                    request_deserializer=triveni_dot_v1_dot_payment__service__pb2.WatchPaymentsRequest.FromString,
+                    response_serializer=triveni_dot_v1_dot_payment__service__pb2.WatchPaymentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +370,33 @@ class PaymentService:
             '/triveni.v1.PaymentService/WatchPayment',
             triveni_dot_v1_dot_payment__service__pb2.WatchPaymentRequest.SerializeToString,
             triveni_dot_v1_dot_common__pb2.Payment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/triveni.v1.PaymentService/WatchPayments',
+            triveni_dot_v1_dot_payment__service__pb2.WatchPaymentsRequest.SerializeToString,
+            triveni_dot_v1_dot_payment__service__pb2.WatchPaymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

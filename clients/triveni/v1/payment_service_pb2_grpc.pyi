@@ -56,6 +56,10 @@ class PaymentServiceStub:
     """Asks the PSP for the payment's current status now and applies it."""
     WatchPayment: _grpc.UnaryStreamMultiCallable[_payment_service_pb2.WatchPaymentRequest, _common_pb2.Payment]
     """Streams the payment's state: first its current state, then every change."""
+    WatchPayments: _grpc.UnaryStreamMultiCallable[_payment_service_pb2.WatchPaymentsRequest, _payment_service_pb2.WatchPaymentsResponse]
+    """Streams every change of all the merchant's payments, in commit order, as PaymentEvents.
+    Resume after a reconnect with the last cursor seen: no gaps, no repeats.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -75,6 +79,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """Asks the PSP for the payment's current status now and applies it."""
     WatchPayment: _aio.UnaryStreamMultiCallable[_payment_service_pb2.WatchPaymentRequest, _common_pb2.Payment]  # type: ignore[assignment]
     """Streams the payment's state: first its current state, then every change."""
+    WatchPayments: _aio.UnaryStreamMultiCallable[_payment_service_pb2.WatchPaymentsRequest, _payment_service_pb2.WatchPaymentsResponse]  # type: ignore[assignment]
+    """Streams every change of all the merchant's payments, in commit order, as PaymentEvents.
+    Resume after a reconnect with the last cursor seen: no gaps, no repeats.
+    """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -133,5 +141,15 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_common_pb2.Payment], _abc.AsyncIterator[_common_pb2.Payment]]:
         """Streams the payment's state: first its current state, then every change."""
+
+    @_abc_1.abstractmethod
+    def WatchPayments(
+        self,
+        request: _payment_service_pb2.WatchPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_payment_service_pb2.WatchPaymentsResponse], _abc.AsyncIterator[_payment_service_pb2.WatchPaymentsResponse]]:
+        """Streams every change of all the merchant's payments, in commit order, as PaymentEvents.
+        Resume after a reconnect with the last cursor seen: no gaps, no repeats.
+        """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
