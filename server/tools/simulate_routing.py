@@ -150,6 +150,11 @@ class SimulationResult:
                 return index - end, target
         return None, target
 
+    def outage_hits(self, strategy: str) -> int:
+        """First attempts sent to the failing account while it was down."""
+        start, end = self.scenario.window(self.scenario.outage)
+        return self.stats[strategy].first_choice[start:end].count(OUTAGE_ACCOUNT)
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"payments": self.scenario.payments, "seed": self.seed}
         oracle = self.stats["oracle"].successes
@@ -165,6 +170,7 @@ class SimulationResult:
                 "regret_payments": oracle - stats.successes,
                 "expected_first_attempt_regret": stats.expected_regret,
                 "outage_detection_payments": self.detection(name),
+                "outage_first_attempts_to_failing_account": self.outage_hits(name),
                 "outage_recovery_payments": recovery,
             }
         return out
@@ -349,7 +355,7 @@ def format_report(result: SimulationResult) -> str:
         f"{int(s.improvement_at * s.payments):,}",
         "",
         f"{'strategy':<14}{'success':>9}{'1st try':>9}{'attempts':>10}{'syncs':>7}"
-        f"{'latency':>10}{'regret':>9}{'exp.regret':>12}{'detect':>9}{'recover':>9}",
+        f"{'latency':>10}{'regret':>9}{'exp.regret':>12}{'detect':>8}{'hits':>6}{'recover':>9}",
     ]
     oracle = result.stats["oracle"].successes
     for name in STRATEGIES:
@@ -361,7 +367,7 @@ def format_report(result: SimulationResult) -> str:
             f"{name:<14}{st.successes / n:>9.2%}{st.first_attempt_successes / n:>9.2%}"
             f"{st.attempts / n:>10.3f}{st.syncs:>7}{st.latency_ms_total / n:>8.0f}ms"
             f"{oracle - st.successes:>9}{st.expected_regret:>12.1f}"
-            f"{'never' if detect is None else detect:>9}"
+            f"{'never' if detect is None else detect:>8}{result.outage_hits(name):>6}"
             f"{'never' if recover is None else recover:>9}"
         )
     _, target = result.recovery("success_rate")
@@ -371,9 +377,10 @@ def format_report(result: SimulationResult) -> str:
         "did not; exp.regret = sum over first attempts of (true success probability of the",
         "oracle's choice - that of the strategy's choice).",
         f"detect = payments after the outage began until {OUTAGE_ACCOUNT}'s share of first",
-        f"attempts (next {SHARE_WINDOW} payments) fell below {DETECTION_SHARE:.0%}; recover = "
-        f"payments after it ended until the share was back to {target:.0%} (half its "
-        "pre-outage share).",
+        f"attempts (next {SHARE_WINDOW} payments) fell below {DETECTION_SHARE:.0%}; hits = first",
+        "attempts sent to it during the outage (probes included); recover = payments after it",
+        f"ended until its share was back to half its pre-outage share ({target:.0%} for",
+        "success_rate).",
         "",
         f"{OUTAGE_ACCOUNT} share of first attempts by phase:",
     ]
