@@ -22,7 +22,12 @@ from server.config import Settings
 from server.entrypoints.grpc.fraud_servicer import FraudServicer
 from server.entrypoints.grpc.interceptor import TriveniInterceptor
 from server.entrypoints.grpc.payment_servicer import PaymentServicer
-from server.entrypoints.grpc.server import build_grpc_server, set_serving
+from server.entrypoints.grpc.server import (
+    FRAUD_SERVICE,
+    PAYMENT_SERVICE,
+    build_grpc_server,
+    set_serving,
+)
 from server.entrypoints.http.app import HttpDeps, build_http_app
 from server.entrypoints.workers.supervisor import run_workers
 
@@ -44,6 +49,14 @@ def bind_http_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
     return sock
 
 
+def grpc_servicers(app: App) -> dict[str, Any]:
+    """Every gRPC service this process serves, by full service name."""
+    return {
+        PAYMENT_SERVICE: PaymentServicer(app.payments, app.refunds, app.feed),
+        FRAUD_SERVICE: FraudServicer(app),
+    }
+
+
 async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_here: bool = True,
                 stop: asyncio.Event | None = None,
                 on_ready: Callable[[App, int, int], Awaitable[None]] | None = None) -> None:
@@ -57,9 +70,9 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
     tls = None
     if settings.tls_cert_file and settings.tls_key_file:
         tls = await asyncio.to_thread(_read_tls, settings.tls_key_file, settings.tls_cert_file)
+    servicers = grpc_servicers(app)
     grpc_server, grpc_port, health = build_grpc_server(
-        payment_servicer=PaymentServicer(app.payments, app.refunds, app.feed),
-        fraud_servicer=FraudServicer(app),
+        servicers=servicers,
         interceptors=[TriveniInterceptor(app.merchants, app.rate_limiter)],
         address=f"{settings.grpc_host}:{settings.grpc_port}", reuse_port=reuse_port, tls=tls)
     http_app = build_http_app(HttpDeps(
@@ -81,8 +94,9 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
         tasks.append(asyncio.create_task(http_server.serve(sockets=[http_socket])))
         if run_workers_here and settings.run_workers:
             tasks.append(asyncio.create_task(run_workers(app, workers_stop)))
-        await set_serving(health, True)
-        tasks.append(asyncio.create_task(_watch_dependencies(app, health, workers_stop)))
+        await set_serving(health, True, tuple(servicers))
+        tasks.append(asyncio.create_task(
+            _watch_dependencies(app, health, tuple(servicers), workers_stop)))
         log.info("serving", extra={"grpc_port": grpc_port, "http_port": http_port,
                                    "pid": os.getpid()})
         if on_ready is not None:
@@ -90,7 +104,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
         await stop.wait()
     finally:
         # Tell load balancers first, then drain in-flight RPCs, then stop the rest.
-        await set_serving(health, False)
+        await set_serving(health, False, tuple(servicers))
         http_server.should_exit = True
         await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
         workers_stop.set()
@@ -102,8 +116,8 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
         log.info("stopped")
 
 
-async def _watch_dependencies(app: App, health: Any, stop: asyncio.Event,
-                              interval: float = 1.0) -> None:
+async def _watch_dependencies(app: App, health: Any, services: tuple[str, ...],
+                              stop: asyncio.Event, interval: float = 1.0) -> None:
     """NOT_SERVING while PostgreSQL is unreachable (nothing can be stored); Redis loss only
     degrades routing and velocity checks, so it does not take the server out of rotation."""
     serving = True
@@ -111,7 +125,7 @@ async def _watch_dependencies(app: App, health: Any, stop: asyncio.Event,
         checks = await app.readiness()
         if checks["postgres"] != serving:
             serving = checks["postgres"]
-            await set_serving(health, serving)
+            await set_serving(health, serving, services)
             log.warning("health changed", extra={"serving": serving, "checks": checks})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)

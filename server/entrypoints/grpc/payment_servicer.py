@@ -119,3 +119,10 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
                     yield payment_to_proto(payment)
         finally:
             self._feed.unsubscribe(request.id, queue)
+
+    async def WatchPayments(
+            self, request: payment_service_pb2.WatchPaymentsRequest, context: Ctx
+    ) -> AsyncIterator[payment_service_pb2.WatchPaymentsResponse]:
+        # Placeholder while the merchant-wide change feed is being built (issue 6).
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "WatchPayments is not available yet")
+        yield payment_service_pb2.WatchPaymentsResponse()  # pragma: no cover
