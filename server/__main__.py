@@ -40,11 +40,21 @@ def migrate() -> None:
 
 @cli.command()
 def worker() -> None:
-    """Run the background workers only (outbox relay, status sync)."""
-    from server.entrypoints.workers.supervisor import run_workers_standalone
+    """Run the status-sync and merchant-notification workers (probes on TRIVENI_HTTP_PORT)."""
+    from server.entrypoints.workers.supervisor import WorkerSet, run_workers_standalone
 
     _setup()
-    asyncio.run(run_workers_standalone(load_settings()))
+    asyncio.run(run_workers_standalone(load_settings(), WorkerSet(relay=False)))
+
+
+@cli.command()
+def relay() -> None:
+    """Run the outbox relay (PostgreSQL → Kafka) alone (probes on TRIVENI_HTTP_PORT)."""
+    from server.entrypoints.workers.supervisor import WorkerSet, run_workers_standalone
+
+    _setup()
+    asyncio.run(run_workers_standalone(
+        load_settings(), WorkerSet(relay=True, status_sync=False, notifications=False)))
 
 
 @cli.command("create-merchant")

@@ -1,5 +1,7 @@
-"""Background workers: the outbox relay (PostgreSQL → Kafka) and the status-sync worker.
-They run inside the server process (embedded default) or alone (`python -m server worker`)."""
+"""Background workers: the outbox relay (PostgreSQL → Kafka) and the status-sync worker (and,
+where configured, the merchant notifier). They run inside the server process (embedded default)
+or alone (`python -m server relay` / `python -m server worker`), each alone process serving
+/healthz, /readyz and /metrics on TRIVENI_HTTP_PORT for its orchestrator and Prometheus."""
 
 from __future__ import annotations
 
@@ -8,11 +10,18 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import uvicorn
 from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from server.adapters.kafka.factory import settings_from_env
+from server.adapters.metrics import metrics_response
 from server.entrypoints.workers.relay import relay_options_from_env, run_relay
 from server.entrypoints.workers.status_sync import StatusSyncWorker
 
@@ -20,18 +29,28 @@ if TYPE_CHECKING:
     from server.bootstrap import App
     from server.config import Settings
 
-__all__ = ["run_workers", "run_workers_standalone"]
+__all__ = ["WorkerSet", "run_workers", "run_workers_standalone"]
 
 log = logging.getLogger(__name__)
 
 
-async def run_workers(app: App, stop: asyncio.Event) -> None:
-    """Run every worker until `stop` is set."""
+@dataclass(frozen=True, slots=True)
+class WorkerSet:
+    relay: bool = True
+    status_sync: bool = True
+    notifications: bool = True
+
+
+async def run_workers(app: App, stop: asyncio.Event, which: WorkerSet | None = None) -> None:
+    """Run the selected workers until `stop` is set."""
+    which = which or WorkerSet()
     settings = app.settings
-    tasks = [asyncio.create_task(StatusSyncWorker(app.pool, app.payments).run_forever(stop),
-                                 name="status-sync")]
+    tasks: list[asyncio.Task[None]] = []
+    if which.status_sync:
+        tasks.append(asyncio.create_task(
+            StatusSyncWorker(app.pool, app.payments).run_forever(stop), name="status-sync"))
     relay_pool: AsyncConnectionPool[Any] | None = None
-    if settings.kafka_bootstrap:
+    if which.relay and settings.kafka_bootstrap:
         relay_pool = AsyncConnectionPool(
             settings.postgres_url.get_secret_value(), min_size=1, max_size=2, open=False,
             kwargs={"connect_timeout": 5}, name="triveni-relay")
@@ -40,7 +59,7 @@ async def run_workers(app: App, stop: asyncio.Event) -> None:
         tasks.append(asyncio.create_task(
             run_relay(relay_pool, kafka, stop, relay_options_from_env(os.environ)),
             name="outbox-relay"))
-    else:
+    elif which.relay:
         log.warning("KAFKA_BOOTSTRAP is not set: events stay in the outbox until a relay runs")
     try:
         await stop.wait()
@@ -52,7 +71,24 @@ async def run_workers(app: App, stop: asyncio.Event) -> None:
             await relay_pool.close()
 
 
-async def run_workers_standalone(settings: Settings) -> None:
+def _probe_app(app: App) -> Starlette:
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = await app.readiness()
+        ready = checks["postgres"]
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = metrics_response()
+        return Response(body, media_type=content_type)
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz),
+                             Route("/metrics", metrics)])
+
+
+async def run_workers_standalone(settings: Settings, which: WorkerSet) -> None:
     from server.bootstrap import build_app
 
     stop = asyncio.Event()
@@ -61,7 +97,14 @@ async def run_workers_standalone(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     app = await build_app(settings)
+    probes = uvicorn.Server(uvicorn.Config(_probe_app(app), host=settings.http_host,
+                                           port=settings.http_port, log_config=None,
+                                           access_log=False, lifespan="off"))
+    probe_task = asyncio.create_task(probes.serve())
     try:
-        await run_workers(app, stop)
+        await run_workers(app, stop, which)
     finally:
+        probes.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(probe_task, timeout=5)
         await app.close()
