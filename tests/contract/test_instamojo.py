@@ -300,12 +300,12 @@ async def test_429_on_create_is_rate_limited(env: Env, executor: HttpExecutor) -
 async def test_create_timeout_moves_no_money_and_a_retry_makes_one_payable_link(
         env: Env, executor: HttpExecutor) -> None:
     connector = InstamojoConnector()
-    account = v2_account(env, timeout_seconds=0.3)
+    account = v2_account(env)
     warm = await connector.create_payment(executor, account, payment_input())  # token cached
     data = payment_input()
-    env.fake.fail("create_payment", "timeout", delay=1.0)
+    env.fake.fail("create_payment", "timeout", delay=2.0)
     with pytest.raises(TransientError) as info:
-        await connector.create_payment(executor, account, data)
+        await connector.create_payment(executor, v2_account(env, timeout_seconds=0.5), data)
     assert not isinstance(info.value, UnknownOutcome)
     assert len(env.fake.logged("/v2/payment_requests/")) == 2  # never re-sent by the executor
     (orphan_id,) = set(env.fake.requests) - {warm.connector_payment_id}
@@ -385,8 +385,8 @@ async def test_repeated_refund_with_the_same_refund_id_refunds_once(
     request_id, mojo_id = await _paid(env, executor, connector, v2_account(env))
     data = refund_input(request_id, 10_000, {"instamojo_payment_id": mojo_id})
     first = await connector.refund(executor, v2_account(env), data)
-    env.fake.fail("create_refund", "timeout", delay=1.0)
-    second = await connector.refund(executor, v2_account(env, timeout_seconds=0.3), data)
+    env.fake.fail("create_refund", "timeout", delay=2.5)
+    second = await connector.refund(executor, v2_account(env, timeout_seconds=1.0), data)
     assert first.connector_refund_id == second.connector_refund_id
     assert len(env.fake.refunds) == 1
 

@@ -256,17 +256,16 @@ async def test_unknown_link_id_is_a_404(env: Env, executor: HttpExecutor) -> Non
 
 async def test_timeout_on_link_create_is_unknown_and_sync_finds_the_one_link(
         env: Env, executor: HttpExecutor) -> None:
-    env.fake.fail("create_link", "timeout", count=0, delay=1.0)
-    slow = account(env, timeout_seconds=0.3)
+    env.fake.fail("create_link", "timeout", count=0, delay=2.0)
     data = payment_input()
     with pytest.raises(UnknownOutcome):
-        await connector.create_payment(executor, slow, data)
+        await connector.create_payment(executor, account(env, timeout_seconds=0.5), data)
     assert len(env.fake.links) == 1
-    found = await connector.get_payment(executor, slow, data.attempt_id,
+    found = await connector.get_payment(executor, account(env), data.attempt_id,
                                         {"attempt_id": data.attempt_id})
     assert found.connector_payment_id in env.fake.links
     env.fake.faults.clear()
-    again = await connector.create_payment(executor, slow, data)
+    again = await connector.create_payment(executor, account(env), data)
     assert again.connector_payment_id == found.connector_payment_id
     assert len(env.fake.links) == 1
     await env.fake.pay_link(again.connector_payment_id)
@@ -293,13 +292,13 @@ async def test_sync_for_an_attempt_razorpay_never_saw_is_a_404(
 
 async def test_order_create_timeout_is_unknown_not_resent_and_found_by_receipt(
         env: Env, executor: HttpExecutor) -> None:
-    env.fake.fail("create_order", "timeout", delay=1.0)
-    slow = order_account(env, timeout_seconds=0.3)
+    env.fake.fail("create_order", "timeout", delay=2.0)
     data = payment_input()
     with pytest.raises(UnknownOutcome):
-        await connector.create_payment(executor, slow, data)
+        await connector.create_payment(executor, order_account(env, timeout_seconds=0.5), data)
     assert len(env.fake.logged("/v1/orders")) == 1
-    found = await connector.get_payment(executor, slow, "", {"attempt_id": data.attempt_id})
+    found = await connector.get_payment(executor, order_account(env), "",
+                                        {"attempt_id": data.attempt_id})
     assert found.connector_payment_id in env.fake.orders
     assert len(env.fake.orders) == 1
 
@@ -387,9 +386,9 @@ async def test_refund_finds_the_captured_payment_when_references_lack_it(
 async def test_refund_retry_after_a_lost_response_refunds_once(
         env: Env, executor: HttpExecutor) -> None:
     link_id, pay_id = await _paid_link(env, executor)
-    env.fake.fail("create_refund", "timeout", delay=1.0)
+    env.fake.fail("create_refund", "timeout", delay=2.5)
     data = refund_input(link_id, 20_000, {"razorpay_payment_id": pay_id})
-    refund = await connector.refund(executor, account(env, timeout_seconds=0.3), data)
+    refund = await connector.refund(executor, account(env, timeout_seconds=1.0), data)
     assert list(env.fake.refunds) == [refund.connector_refund_id]
     assert env.fake.payments[pay_id]["amount_refunded"] == 20_000
 
@@ -397,10 +396,10 @@ async def test_refund_retry_after_a_lost_response_refunds_once(
 async def test_refund_whose_id_we_never_learnt_is_found_by_receipt(
         env: Env, executor: HttpExecutor) -> None:
     link_id, pay_id = await _paid_link(env, executor)
-    env.fake.fail("create_refund", "timeout", count=0, delay=1.0)
+    env.fake.fail("create_refund", "timeout", count=0, delay=2.0)
     data = refund_input(link_id, 20_000, {"razorpay_payment_id": pay_id})
     with pytest.raises(UnknownOutcome):
-        await connector.refund(executor, account(env, timeout_seconds=0.3), data)
+        await connector.refund(executor, account(env, timeout_seconds=0.5), data)
     found = await connector.get_refund(executor, account(env), data, "")
     assert list(env.fake.refunds) == [found.connector_refund_id]
 

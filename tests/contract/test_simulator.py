@@ -36,6 +36,7 @@ from server.connectors.base import (
     WebhookRejected,
 )
 from server.connectors.http import HttpExecutor
+from server.connectors.registry import ConnectorRegistry, build_default_registry
 from server.connectors.simulator import SimulatorConnector
 from server.connectors.simulator.app import (
     Simulator,
@@ -44,6 +45,7 @@ from server.connectors.simulator.app import (
     simulator_of,
 )
 from server.domain.money import Money
+from server.errors import ConfigurationError
 from tests.fakes.server import free_port, serve_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -273,11 +275,12 @@ async def test_persistent_429_is_rate_limited(sim: Sim, executor: HttpExecutor) 
 
 async def test_timeout_is_unknown_then_status_sync_finds_the_one_payment(
         sim: Sim, executor: HttpExecutor) -> None:
-    sim.state.configure({"failure_mode": "timeout", "hang_seconds": 1.0})
-    acct = account(sim.base_url, timeout_seconds=0.2)
+    sim.state.configure({"failure_mode": "timeout", "hang_seconds": 2.0})
+    impatient = account(sim.base_url, timeout_seconds=0.5)
+    acct = sim.account
     data = payment_input()
     with pytest.raises(UnknownOutcome):
-        await connector.create_payment(executor, acct, data)
+        await connector.create_payment(executor, impatient, data)
     found = await connector.get_payment(executor, acct, data.attempt_id,
                                         {"attempt_id": data.attempt_id})
     assert found.connector_payment_id in sim.state.payments
@@ -291,9 +294,9 @@ async def test_timeout_is_unknown_then_status_sync_finds_the_one_payment(
 
 async def test_one_timeout_then_retry_returns_the_same_payment(
         sim: Sim, executor: HttpExecutor) -> None:
-    sim.state.configure({"failure_mode": "timeout", "failure_count": 1, "hang_seconds": 1.0})
+    sim.state.configure({"failure_mode": "timeout", "failure_count": 1, "hang_seconds": 2.5})
     created = await connector.create_payment(
-        executor, account(sim.base_url, timeout_seconds=0.2), payment_input())
+        executor, account(sim.base_url, timeout_seconds=1.0), payment_input())
     assert created.status == PspStatus.REQUIRES_ACTION
     assert list(sim.state.payments) == [created.connector_payment_id]
 
@@ -363,12 +366,11 @@ async def test_refund_that_timed_out_is_found_by_our_refund_id(
         sim: Sim, executor: HttpExecutor) -> None:
     payment_id = await _succeeded_payment(sim, executor)
     sim.state.configure({"failure_mode": "timeout", "failure_operations": ["create_refund"],
-                         "hang_seconds": 1.0})
-    acct = account(sim.base_url, timeout_seconds=0.2)
+                         "hang_seconds": 2.0})
     data = refund_input(payment_id, 10_000)
     with pytest.raises(UnknownOutcome):
-        await connector.refund(executor, acct, data)
-    found = await connector.get_refund(executor, acct, data, "")
+        await connector.refund(executor, account(sim.base_url, timeout_seconds=0.5), data)
+    found = await connector.get_refund(executor, sim.account, data, "")
     assert found.connector_refund_id in sim.state.refunds
     assert len(sim.state.refunds) == 1
 
@@ -594,3 +596,20 @@ async def test_same_reference_returns_the_same_payment_and_a_different_amount_co
     assert {"id", "reference", "status", "amount_minor", "currency", "method",
             "checkout_url"} <= set(body)
     assert body["status"] == "requires_action"
+
+
+# ---- the connector registry (the simulator is its default connector) ----------------------
+
+def test_default_registry_has_every_shipped_psp() -> None:
+    registry = build_default_registry()
+    assert registry.names() == ("cashfree", "instamojo", "payu", "razorpay", "simulator")
+    assert all(registry.get(name).psp == name for name in registry.names())
+    assert isinstance(registry.for_account(account("http://x")), SimulatorConnector)
+
+
+def test_registry_refuses_unknown_psps_and_duplicates() -> None:
+    registry = ConnectorRegistry([SimulatorConnector()])
+    with pytest.raises(ConfigurationError, match="known: simulator"):
+        registry.get("stripe")
+    with pytest.raises(ConfigurationError):
+        registry.register(SimulatorConnector())
