@@ -37,8 +37,9 @@ HEALTH = HealthConfig(
 
 
 def new_store(url: str, prefix: str, **options: object) -> RedisRoutingStore:
+    # Generous timeouts: these tests check semantics, and CI machines are busy.
     return RedisRoutingStore.from_url(
-        url, prefix=prefix, health=HEALTH,
+        url, prefix=prefix, health=HEALTH, socket_timeout=5.0, pool_timeout=10.0,
         scoring=ScoringConfig(window_size=20, window_max_age_seconds=600),
         **options,  # type: ignore[arg-type]
     )
@@ -257,7 +258,7 @@ async def test_redis_down_raises_dependency_unavailable_fast() -> None:
             started = time.perf_counter()
             with pytest.raises(DependencyUnavailable) as excinfo:
                 await call
-            assert time.perf_counter() - started < 1.0
+            assert time.perf_counter() - started < 2.0  # no retries, no backoff
             assert excinfo.value.dependency == "redis"
     finally:
         await down.aclose()

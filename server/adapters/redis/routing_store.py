@@ -92,7 +92,8 @@ return {1, 1, 'half-open: probe'}
 """
 
 # KEYS: health hash. ARGV: failed (1/0), now, failure_threshold, error_rate_threshold,
-# min_volume, window_seconds, outcome name, threshold text, ttl. Mirrors health.record_outcome().
+# min_volume, window_seconds, outcome name, threshold text, ttl, cooldown.
+# Mirrors health.record_outcome().
 _RECORD = """
 local key = KEYS[1]
 local failed = ARGV[1] == '1'
@@ -108,8 +109,9 @@ local function reopen(reason)
   redis.call('EXPIRE', key, ttl)
   return 'open'
 end
-if state == 'open' then return 'open' end
-if state == 'half_open' then
+local opened_at = tonumber(redis.call('HGET', key, 'opened_at') or '0')
+if state == 'open' and now - opened_at < tonumber(ARGV[10]) then return 'open' end
+if state ~= 'closed' then
   if failed then return reopen('probe ' .. ARGV[7]) end
   redis.call('HSET', key, 'state', 'closed', 'consecutive', '0', 'window_at', now_s,
              'calls', '0', 'failures', '0', 'opened_at', '0', 'probes', '0', 'probe_at', '0',
@@ -425,7 +427,7 @@ def _record_args(outcome: Outcome, at: float, cfg: HealthConfig) -> list[Any]:
         "1" if outcome.counts_as_failure else "0", repr(at), cfg.failure_threshold,
         repr(cfg.error_rate_threshold), cfg.error_rate_min_volume,
         repr(cfg.error_window_seconds), outcome.value, f"{cfg.error_rate_threshold:.0%}",
-        _HEALTH_TTL_SECONDS,
+        _HEALTH_TTL_SECONDS, repr(cfg.cooldown_seconds),
     ]
 
 

@@ -158,10 +158,12 @@ def record_outcome(
 ) -> HealthState:
     """Apply the outcome of one request to the account's circuit."""
     failed = outcome.counts_as_failure
-    if state.state is CircuitState.OPEN:
+    cooled = now - state.opened_at >= config.cooldown_seconds
+    if state.state is CircuitState.OPEN and not cooled:
         # A straggler that started before the circuit opened tells us nothing new.
         return state
-    if state.state is CircuitState.HALF_OPEN:
+    if state.state is not CircuitState.CLOSED:
+        # HALF_OPEN, or OPEN past its cool-down when the caller skipped `admit`: a probe.
         if failed:
             return _open(state, now, f"probe {outcome.value}")
         return _close(state, now)

@@ -130,6 +130,15 @@ def test_stragglers_do_not_change_an_open_circuit() -> None:
     assert record_outcome(state, Outcome.SUCCESS, 101.0, CONFIG) == state
 
 
+def test_outcomes_after_the_cool_down_count_as_probes_even_without_admit() -> None:
+    # A caller that never claims probe slots must not leave the circuit stuck open.
+    state = opened(100.0)
+    assert record_outcome(state, Outcome.SUCCESS, 131.0, CONFIG).state is CircuitState.CLOSED
+    reopened = record_outcome(state, Outcome.FAILURE, 131.0, CONFIG)
+    assert reopened.state is CircuitState.OPEN
+    assert reopened.opened_at == 131.0
+
+
 def test_recovery_cycle_end_to_end() -> None:
     state = opened(100.0)
     admission = admit(state, 140.0, CONFIG)
@@ -177,7 +186,11 @@ def test_circuit_invariants_hold_for_any_sequence(sequence: list[tuple[str, floa
         else:
             before = state
             state = record_outcome(state, Outcome(event), now, CONFIG)
-            if before.state is CircuitState.HALF_OPEN:
+            probing = before.state is CircuitState.HALF_OPEN or (
+                before.state is CircuitState.OPEN
+                and now - before.opened_at >= CONFIG.cooldown_seconds
+            )
+            if probing:
                 assert state.state is (
                     CircuitState.OPEN if Outcome(event).counts_as_failure
                     else CircuitState.CLOSED
