@@ -7,6 +7,7 @@ import secrets
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from triveni.v1 import common_pb2 as pb
 from triveni.v1 import payment_service_pb2 as ps
 
@@ -27,7 +28,10 @@ def upi_request(amount_minor: int, **overrides: object) -> ps.CreatePaymentReque
         ip_address=f"203.0.113.{secrets.randbelow(250) + 1}", country="IN",
         description="order", return_url="https://shop.example/return")
     for name, value in overrides.items():
-        setattr(request, name, value)
+        if isinstance(getattr(request, name), Message):
+            getattr(request, name).CopyFrom(value)
+        else:
+            setattr(request, name, value)
     return request
 
 
