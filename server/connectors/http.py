@@ -20,6 +20,12 @@ after its commit (Stripe documents 500s as "indeterminate" for the same reason).
 UnknownOutcome costs one status query before failing over; calling it TransientError risks a
 second charge at another PSP.
 
+Timeouts: `account.timeout_seconds` bounds each exchange as a whole (an asyncio deadline, which
+also holds for in-process ASGI transports) and each httpx phase; the connect phase gets the
+shorter `connect_timeout_seconds`, so a host that cannot be reached is reported as not reached.
+When the whole-exchange deadline fires we cannot tell how far the request got, so it counts as
+"after sending".
+
 Retries (tenacity, exponential backoff with jitter, `Retry-After` honoured up to a cap) happen
 only when `request.safe_to_retry`: reads, and writes the PSP deduplicates (an idempotency key or
 a unique reference). When a retried write finally fails, the error is UnknownOutcome if any

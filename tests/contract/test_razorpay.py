@@ -212,6 +212,23 @@ async def test_failed_try_on_a_link_is_failed_with_razorpays_reason(
     assert "UPI PIN" in status.error_message
 
 
+async def test_link_without_a_payments_summary_is_read_through_its_order(
+        env: Env, executor: HttpExecutor) -> None:
+    env.fake.link_payments_summary = False
+    created = await connector.create_payment(executor, account(env), payment_input())
+    await env.fake.pay_link(created.connector_payment_id, success=False)
+    failed = await connector.get_payment(executor, account(env), created.connector_payment_id, {})
+    assert (failed.status, failed.error_code) == (PspStatus.FAILED, "incorrect_pin")
+    env.fake.links[created.connector_payment_id]["status"] = "created"
+    pay_id = await env.fake.pay_link(created.connector_payment_id)
+    paid = await connector.get_payment(executor, account(env), created.connector_payment_id, {})
+    assert paid.status == PspStatus.SUCCEEDED
+    assert paid.references["razorpay_payment_id"] == pay_id
+    refund = await connector.refund(executor, account(env),
+                                    refund_input(created.connector_payment_id, 500))
+    assert env.fake.refunds[refund.connector_refund_id]["payment_id"] == pay_id
+
+
 async def test_unpaid_link_requires_action(env: Env, executor: HttpExecutor) -> None:
     created = await connector.create_payment(executor, account(env), payment_input())
     status = await connector.get_payment(executor, account(env), created.connector_payment_id, {})

@@ -89,6 +89,8 @@ class FakeRazorpay:
     webhook_secret: str = "fake_webhook_secret"
     webhook_url: str = ""
     refund_initial_status: str = "pending"
+    # Whether fetched links carry the `payments` summary (the connector copes without it).
+    link_payments_summary: bool = True
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     links: dict[str, dict[str, Any]] = field(default_factory=dict)
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -382,6 +384,8 @@ class FakeRazorpay:
             link = fake.links.get(request.path_params["id"])
             if link is None:
                 return _error(404, "BAD_REQUEST_ERROR", "The id provided does not exist")
+            if not fake.link_payments_summary:
+                return JSONResponse({k: v for k, v in link.items() if k != "payments"})
             return JSONResponse(link)
 
         async def find_links(request: Request, data: dict[str, Any]) -> Response:

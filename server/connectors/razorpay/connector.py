@@ -196,6 +196,11 @@ class RazorpayConnector:
         references = _refs(attempt_id or _text(link, "reference_id"),
                            order_id=_text(link, "order_id"))
         tries = [p for p in link.get("payments") or [] if isinstance(p, dict)]
+        if not tries and _text(link, "order_id"):
+            # No payments summary on the link: read the tries from the link's order instead.
+            tries = [{**p, "payment_id": _text(p, "id")} for p in await self._order_payments(
+                transport, account, _text(link, "order_id"))]
+            tries.sort(key=lambda p: p.get("created_at") or 0)
         captured = next((p for p in tries if p.get("status") == "captured"), None)
         amount_paid = link.get("amount_paid")
         paid_money = Money(amount_paid, _text(link, "currency") or "INR") \

@@ -21,6 +21,9 @@ Behaviour knobs (`SimulatorSettings`, changeable at run time with POST /admin/co
 - webhook secrets: `webhook_secrets[account]` for the account named in X-Simulator-Account,
   else `webhook_secret`, else the dev convention `whsec_dev_<account>`.
 - api_key: when set, /v1 requests need `Authorization: Bearer <api_key>`.
+
+The /admin endpoints have no authentication: the simulator is a development and benchmark
+tool, bound to loopback by default; never expose it.
 """
 
 from __future__ import annotations
