@@ -24,6 +24,7 @@ __all__ = [
     "RoutingSummary",
     "StateChange",
     "event_type_for",
+    "settle_refund",
     "utcnow",
 ]
 
@@ -302,4 +303,25 @@ def apply_psp_status(payment: Payment, status: str, *, actor: str,
     if target == PaymentStatus.PROCESSING and payment.status == PaymentStatus.REQUIRES_ACTION:
         return False  # "still pending" adds nothing while the customer is on the PSP's page
     payment.transition(target, actor=actor, failure=failure, details=details)
+    return True
+
+
+def settle_refund(payment: Payment, refund: Refund, status: str, *, actor: str,
+                  error_code: str = "", error_message: str = "") -> bool:
+    """Move a PENDING refund to its final state from a PSP status (a PspStatus value).
+
+    Returns True when something changed; a refund already final, or a status still pending,
+    changes nothing.
+    """
+    if refund.status != RefundStatus.PENDING or status not in ("SUCCEEDED", "FAILED", "EXPIRED"):
+        return False
+    refund.updated_at = utcnow()
+    if status == "SUCCEEDED":
+        refund.status = RefundStatus.SUCCEEDED
+        payment.apply_refund_success(refund, actor=actor)
+    else:
+        refund.status = RefundStatus.FAILED
+        refund.failure = Failure(error_code or "REFUND_FAILED",
+                                 error_message or "the PSP refused the refund")
+        payment.record_note("refund.failed", actor=actor, details={"refund_id": refund.id})
     return True

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from server.connectors.base import (
     ConnectorError,
     ConnectorPayment,
+    ConnectorRefund,
     CreatePaymentInput,
     Declined,
     Misconfigured,
@@ -26,12 +27,14 @@ from server.domain.payment import (
     Failure,
     Payment,
     apply_psp_status,
+    settle_refund,
     utcnow,
 )
-from server.domain.status import CANCELLABLE, AttemptStatus, PaymentStatus
+from server.domain.status import CANCELLABLE, AttemptStatus, PaymentStatus, RefundStatus
 from server.errors import IdempotencyConflict, IllegalTransition, NotFound, ValidationError
 from server.service_layer.commands import CancelPayment, CreatePayment, ListPayments, request_hash
 from server.service_layer.ports import AccountDirectory, FraudScreener, Router, UnitOfWork
+from server.service_layer.psp_inputs import refund_input_for
 
 __all__ = ["PaymentDeps", "PaymentService", "SyncPolicy"]
 
@@ -51,6 +54,8 @@ class SyncPolicy:
     )
     # A hosted checkout link nobody completed is EXPIRED after this.
     checkout_expiry: timedelta = timedelta(hours=24)
+    # A pending refund is asked about again after this.
+    refund_recheck: timedelta = timedelta(seconds=60)
 
     def next_after(self, created_at: datetime, now: datetime) -> datetime | None:
         for delay in self.schedule:
@@ -336,6 +341,8 @@ class PaymentService:
                        else await uow.payments.get_any(payment_id))
         if payment is None:
             raise NotFound(f"payment {payment_id} not found")
+        if any(r.status == RefundStatus.PENDING for r in payment.refunds):
+            return await self._sync_refunds(payment, actor=actor)
         attempt = payment.current_attempt
         if attempt is None:
             return payment
@@ -367,6 +374,37 @@ class PaymentService:
         if payment.status == PaymentStatus.CREATED and payment.current_attempt and \
                 payment.current_attempt.status == AttemptStatus.PENDING:
             return await self._run_attempts(payment.merchant_id, payment_id)
+        return payment
+
+    async def _sync_refunds(self, payment: Payment, *, actor: str) -> Payment:
+        """Ask the PSP about each pending refund and settle those it reports final."""
+        results: dict[str, ConnectorRefund] = {}
+        for refund in payment.refunds:
+            routable = self.deps.accounts.get(refund.connector)
+            if refund.status != RefundStatus.PENDING or routable is None:
+                continue
+            try:
+                results[refund.id] = await routable.connector.get_refund(
+                    self.deps.accounts.transport, routable.account,
+                    refund_input_for(payment, refund), refund.connector_refund_id)
+            except ConnectorError as exc:
+                log.warning("refund sync failed", extra={"refund_id": refund.id,
+                                                         "error": type(exc).__name__})
+        async with self.deps.uow_factory() as uow:
+            payment = await uow.payments.get(payment.merchant_id, payment.id, for_update=True)
+            for refund in payment.refunds:
+                result = results.get(refund.id)
+                if result is not None:
+                    if result.connector_refund_id and not refund.connector_refund_id:
+                        refund.connector_refund_id = result.connector_refund_id
+                    settle_refund(payment, refund, result.status.value, actor=actor,
+                                  error_code=result.error_code,
+                                  error_message=result.error_message)
+            pending = any(r.status == RefundStatus.PENDING for r in payment.refunds)
+            payment.next_sync_at = (self.deps.clock() + self.deps.sync_policy.refund_recheck
+                                    if pending else None)
+            await uow.payments.save(payment)
+            await uow.commit()
         return payment
 
     def _apply_sync_result(self, payment: Payment, attempt: Attempt, result: ConnectorPayment,

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-from server.connectors.base import ConnectorError, ConnectorRefund, PspStatus, RefundInput
+from server.connectors.base import ConnectorError, ConnectorRefund
 from server.domain.ids import new_id
-from server.domain.money import Money
-from server.domain.payment import Failure, Payment, Refund
+from server.domain.payment import Payment, Refund, settle_refund, utcnow
 from server.domain.status import PaymentStatus, RefundStatus
 from server.domain.validation import validate_amount, validate_idempotency_key
 from server.errors import IdempotencyConflict, IllegalTransition, NotFound, ValidationError
 from server.service_layer.commands import RefundPayment, request_hash
 from server.service_layer.payments import PaymentDeps
+from server.service_layer.psp_inputs import refund_input_for
 
-__all__ = ["RefundService", "apply_refund_status"]
+__all__ = ["RefundService"]
 
 _REFUNDABLE = (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED)
-
-
-def apply_refund_status(payment: Payment, refund: Refund, status: PspStatus, *, actor: str,
-                        error_code: str = "", error_message: str = "") -> bool:
-    """Move a PENDING refund to its final state; True when something changed."""
-    if refund.status != RefundStatus.PENDING or status in (PspStatus.PENDING,
-                                                           PspStatus.REQUIRES_ACTION):
-        return False
-    if status == PspStatus.SUCCEEDED:
-        refund.status = RefundStatus.SUCCEEDED
-        payment.apply_refund_success(refund, actor=actor)
-    else:
-        refund.status = RefundStatus.FAILED
-        refund.failure = Failure(error_code or "REFUND_FAILED",
-                                 error_message or "the PSP refused the refund")
-        payment.record_note("refund.failed", actor=actor, details={"refund_id": refund.id})
-    return True
 
 
 class RefundService:
@@ -86,14 +69,16 @@ class RefundService:
             refund = _find_refund(payment, refund.id)
             if isinstance(result, ConnectorRefund):
                 refund.connector_refund_id = result.connector_refund_id
-                apply_refund_status(payment, refund, result.status,
-                                    actor=f"connector:{refund.connector}",
-                                    error_code=result.error_code,
-                                    error_message=result.error_message)
+                settle_refund(payment, refund, result.status.value,
+                              actor=f"connector:{refund.connector}",
+                              error_code=result.error_code, error_message=result.error_message)
             else:
                 # Outcome unknown or refused before processing: stays PENDING, sync resolves it.
                 payment.record_note("refund.call_failed", actor=f"connector:{refund.connector}",
                                     details={"refund_id": refund.id, "error": result.code})
+            if refund.status == RefundStatus.PENDING:
+                # Settles later by webhook or by the status-sync worker asking the PSP.
+                payment.next_sync_at = utcnow() + self.deps.sync_policy.refund_recheck
             await uow.payments.save(payment)
             await uow.commit()
         return refund
@@ -103,15 +88,7 @@ class RefundService:
         if routable is None:
             return ConnectorError(f"connector account {refund.connector} not configured",
                                   code="NOT_CONFIGURED")
-        attempt = next((a for a in reversed(payment.attempts)
-                        if a.connector == refund.connector and a.connector_payment_id), None)
-        data = RefundInput(
-            refund_id=refund.id, payment_id=payment.id,
-            connector_payment_id=attempt.connector_payment_id if attempt else
-            payment.connector_payment_id,
-            amount=refund.amount, total_amount=payment.amount, reason=refund.reason,
-            references=dict(attempt.references) if attempt else {},
-        )
+        data = refund_input_for(payment, refund)
         try:
             return await routable.connector.refund(self.deps.accounts.transport,
                                                    routable.account, data)
@@ -125,6 +102,3 @@ def _find_refund(payment: Payment, refund_id: str) -> Refund:
             return refund
     raise NotFound(f"refund {refund_id} not found")
 
-
-def money_or_none(amount_minor: int, currency: str) -> Money | None:
-    return Money(amount_minor, currency) if amount_minor or currency else None

@@ -6,12 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from server.connectors.base import PspStatus, WebhookEvent
-from server.domain.payment import Failure, Payment, apply_psp_status
+from server.domain.payment import Failure, Payment, apply_psp_status, settle_refund
 from server.domain.status import AttemptStatus, PaymentStatus
 from server.errors import NotFound
 from server.service_layer.payments import PaymentDeps
 from server.service_layer.ports import UnitOfWork
-from server.service_layer.refunds import apply_refund_status
 
 __all__ = ["WebhookResult", "WebhookService"]
 
@@ -116,5 +115,5 @@ class WebhookService:
             return False
         if not refund.connector_refund_id:
             refund.connector_refund_id = event.connector_refund_id
-        return apply_refund_status(payment, refund, event.status, actor=actor,
-                                   error_code=event.error_code, error_message=event.error_message)
+        return settle_refund(payment, refund, event.status.value, actor=actor,
+                             error_code=event.error_code, error_message=event.error_message)

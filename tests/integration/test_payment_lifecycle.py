@@ -221,3 +221,21 @@ async def test_metrics_count_created_and_succeeded_payments(stack: Stack) -> Non
         sample(before, "triveni_payment_final_success_total") + 1
     assert 'triveni_grpc_requests_total{code="OK",method="/triveni.v1.PaymentService/' \
         'CreatePayment"}' in after
+
+
+async def test_pending_refund_is_settled_by_status_sync(stack: Stack, simulator: object) -> None:
+    payment = await succeeded_payment(stack, 50_000)
+    stack.simulator.configure({"refund_delay_ms": 300})
+    async with stack.channel() as channel:
+        stub = stack.payments(channel)
+        refund = await stub.RefundPayment(ps.RefundPaymentRequest(
+            payment_id=payment.id, idempotency_key=key()), metadata=stack.metadata())
+        assert refund.status == pb.REFUND_STATUS_PENDING
+        pending = await stub.GetPayment(ps.GetPaymentRequest(id=payment.id),
+                                        metadata=stack.metadata())
+        assert pending.status == pb.PAYMENT_STATUS_SUCCEEDED
+        await asyncio.sleep(0.5)
+        synced = await stub.SyncPayment(ps.SyncPaymentRequest(id=payment.id),
+                                        metadata=stack.metadata())
+    assert synced.status == pb.PAYMENT_STATUS_REFUNDED
+    assert synced.refunds[0].status == pb.REFUND_STATUS_SUCCEEDED
