@@ -137,7 +137,8 @@ async def build_app(settings: Settings) -> App:
     fraud = FraudScreening(RedisVelocityStore(redis), IpCountryLookup(), PostgresFraudRepository(),
                            metrics=_fraud_metrics())
     policy = load_policy(settings.routing_file, settings.premium_threshold_minor, accounts)
-    router = PolicyRouter(accounts, policy, RedisRoutingStore.from_url(redis_url))
+    router = PolicyRouter(accounts, policy, RedisRoutingStore.from_url(
+        redis_url, scoring=policy.scoring, health=policy.health))
     deps = PaymentDeps(
         uow_factory=lambda: PostgresUnitOfWork(pool),
         accounts=registry,

@@ -20,6 +20,7 @@ from server.connectors.base import (
     Declined,
     Misconfigured,
     PspStatus,
+    TransientError,
     UnknownOutcome,
 )
 from server.domain.payment import (
@@ -189,7 +190,20 @@ class PaymentService:
                     attempt.connector_payment_id or \
                     payment.status not in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
                 return payment
-            outcome, error, latency_ms = await self._call_create(payment, attempt)
+            claim = await self.deps.router.claim(attempt.connector)
+            outcome: ConnectorPayment | None
+            error: ConnectorError | None
+            if claim is None:
+                # Circuit open / probe taken / at capacity: nothing was sent, so failing over
+                # is safe.
+                outcome, error, latency_ms = None, TransientError(
+                    f"{attempt.connector} is not accepting calls now (circuit or capacity)",
+                    code="CONNECTOR_UNAVAILABLE"), 0
+            else:
+                try:
+                    outcome, error, latency_ms = await self._call_create(payment, attempt)
+                finally:
+                    await self.deps.router.release(claim)
             outcome_name = _call_outcome(error)
             await self.deps.router.record_call(attempt.connector, outcome_name)
             self.deps.observe_attempt(attempt.connector, outcome_name)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from server.connectors.base import Connector, ConnectorAccount, Transport
 from server.domain.payment import FraudSummary, Payment, RoutingSummary
@@ -65,6 +65,10 @@ class FraudScreener(Protocol):
 
 class Router(Protocol):
     async def route(self, payment: Payment) -> RoutingSummary: ...
+    async def claim(self, connector: str) -> Any:
+        """A claim to call `connector` now (pass it to release), or None: do not call it now."""
+        ...
+    async def release(self, claim: Any) -> None: ...
     async def record_call(self, connector: str, outcome: str) -> None:
         """One PSP call's outcome: success | declined | failure | timeout (circuit breaker)."""
         ...

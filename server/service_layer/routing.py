@@ -12,6 +12,7 @@ import random
 import time
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,11 +21,11 @@ from server.connectors.base import ConnectorAccount
 from server.domain.payment import Payment, RoutingCandidateInfo, RoutingSummary
 from server.domain.routing import RoutingContext, RoutingPolicy, decide, parse_policy
 from server.domain.routing.capacity import CapacityLimit, CapacityState
-from server.domain.routing.health import CircuitState, HealthState, Outcome
+from server.domain.routing.health import Admission, CircuitState, HealthState, Outcome
 from server.domain.routing.success_rate import WindowStats
 from server.errors import ConfigurationError, DependencyUnavailable, ValidationError
 
-__all__ = ["PolicyRouter", "RoutingStateStore", "load_policy"]
+__all__ = ["Claim", "PolicyRouter", "RoutingStateStore", "load_policy"]
 
 log = logging.getLogger(__name__)
 _CIRCUIT_GAUGE = {CircuitState.CLOSED: 1.0, CircuitState.HALF_OPEN: 0.5, CircuitState.OPEN: 0.0}
@@ -39,6 +40,15 @@ class _Snapshot(Protocol):
     def capacity(self) -> Mapping[str, CapacityState]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The right to call a connector now: a capacity lease (if capped) and a probe flag."""
+
+    connector: str
+    lease: str | None = None
+    probe: bool = False
+
+
 class RoutingStateStore(Protocol):
     async def snapshot(self, accounts: Sequence[str], dimension: str,
                        limits: Mapping[str, CapacityLimit], *, now: float | None = None
@@ -47,6 +57,10 @@ class RoutingStateStore(Protocol):
                             ) -> CircuitState: ...
     async def record_outcome(self, account: str, dimension: str, success: bool, *,
                              now: float | None = None) -> None: ...
+    async def admit(self, account: str, *, now: float | None = None) -> Admission: ...
+    async def acquire(self, account: str, limit: CapacityLimit, *, now: float | None = None
+                      ) -> str | None: ...
+    async def release(self, account: str, lease: str) -> None: ...
 
 
 def load_policy(path: Path | None, premium_threshold_minor: int,
@@ -100,6 +114,30 @@ class PolicyRouter:
             candidates=tuple(RoutingCandidateInfo(c.connector, c.score, c.note)
                              for c in decision.candidates),
         )
+
+    async def claim(self, connector: str) -> Claim | None:
+        """Take a circuit slot (a probe when half-open) and a capacity lease before calling
+        `connector`; None when it must not be called now. Redis down → proceed (degraded)."""
+        try:
+            admission = await self._store.admit(connector)
+            if not admission.admitted:
+                return None
+            limit = self.policy.capacity.get(connector)
+            if limit is None:
+                return Claim(connector, None, admission.probe)
+            lease = await self._store.acquire(connector, limit)
+            return None if lease is None else Claim(connector, lease, admission.probe)
+        except DependencyUnavailable:
+            ROUTING_DEGRADED.inc()
+            return Claim(connector)
+
+    async def release(self, claim: Claim) -> None:
+        if claim.lease is None:
+            return
+        try:
+            await self._store.release(claim.connector, claim.lease)
+        except DependencyUnavailable:
+            ROUTING_DEGRADED.inc()  # the lease expires by itself (TTL)
 
     async def record_call(self, connector: str, outcome: str) -> None:
         """Feed the circuit breaker: outcome is success | declined | failure | timeout."""

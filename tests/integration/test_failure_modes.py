@@ -212,3 +212,17 @@ async def test_changes_made_while_kafka_is_down_are_published_when_it_returns(
         finally:
             broker.stop()
     assert merchant
+
+
+async def test_processor_marked_down_in_redis_is_skipped(stack: Stack) -> None:
+    key = "processor:simulator_premium:health"
+    await stack.app.redis.set(key, "down")
+    try:
+        payment = await create(stack, upi_request(1_500_000))
+    finally:
+        await stack.app.redis.delete(key)
+    assert payment.connector == "simulator_standard"
+    notes = {c.connector: c.note for c in payment.routing.candidates}
+    assert "down" in notes["simulator_premium"]
+    after = await create(stack, upi_request(1_500_000))
+    assert after.connector == "simulator_premium"
