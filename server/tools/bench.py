@@ -424,6 +424,9 @@ def _worker_entry(kind: str, spec: dict[str, Any], index: int, ready_q: Any, go:
                   start_at: Any, result_q: Any) -> None:
     """Top-level target of the spawned worker processes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark handles Ctrl-C and stops us
+    prctl = _prctl()
+    if prctl is not None:  # and should the benchmark be SIGKILLed, we go with it
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     _install_uvloop()
     worker = _load_worker if kind == "load" else _pg_worker
     try:
