@@ -42,6 +42,10 @@ class WebhookService:
     async def apply(self, account_name: str, event: WebhookEvent) -> WebhookResult:
         """Apply once; a duplicate delivery is a no-op. NotFound for an unknown payment."""
         actor = f"webhook:{account_name}"
+        if event.kind == "ignored":
+            # Events no flow acts on (disputes, downtime notices): acknowledge so the PSP does
+            # not retry them or disable the webhook.
+            return WebhookResult("ignored", "", "")
         async with self.deps.uow_factory() as uow:
             payment_id = await self._find_payment(uow, account_name, event)
             if payment_id is None:

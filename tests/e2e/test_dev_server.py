@@ -169,3 +169,14 @@ def test_metrics_and_health_endpoints(dev_server: DevServer) -> None:
     assert "triveni_grpc_requests_total" in result.stdout
     status, body = curl(f"{dev_server.http}/readyz")
     assert status == 200 and body["ready"] is True
+
+
+def test_grpcurl_fraud_check_and_blocklist(dev_server: DevServer) -> None:
+    blocked = json.loads(grpcurl(dev_server, "triveni.v1.FraudService/AddBlocklistEntry", data=(
+        '{"kind": "BLOCKLIST_KIND_VPA", "value": "mule@ybl", "reason": "e2e"}')))
+    assert blocked["value"] == "mule@ybl"
+    assessment = json.loads(grpcurl(dev_server, "triveni.v1.FraudService/CheckTransaction", data=(
+        '{"amount": {"amount_minor": 50000, "currency": "INR"}, '
+        '"method": {"upi": {"vpa": "mule@ybl"}}, "ip_address": "203.0.113.5", "country": "IN"}')))
+    assert assessment["decision"] == "FRAUD_DECISION_BLOCK"
+    assert any("mule@ybl" in r["message"] for r in assessment["reasons"])

@@ -89,8 +89,8 @@ async def test_one_idempotency_key_across_two_server_processes_makes_one_payment
     ids = await asyncio.gather(*(create_on_new_connection() for _ in range(50)))
     assert len(set(ids)) == 1
     async with stack.app.pool.connection() as conn:
-        cur = await conn.execute("SELECT count(*) AS n FROM payment_attempts WHERE payment_id = %s",
-                                 (ids[0],))
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM payment_attempts WHERE payment_id = %s", (ids[0],))
         row = await cur.fetchone()
     assert row is not None and row["n"] == 1
     metrics = httpx.get(f"{http_url}/metrics", timeout=5).text
