@@ -93,7 +93,8 @@ async def test_one_idempotency_key_across_two_server_processes_makes_one_payment
             "SELECT count(*) AS n FROM payment_attempts WHERE payment_id = %s", (ids[0],))
         row = await cur.fetchone()
     assert row is not None and row["n"] == 1
-    metrics = httpx.get(f"{http_url}/metrics", timeout=5).text
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{http_url}/metrics", timeout=5)).text
     assert "triveni_grpc_requests_total" in metrics
 
 
