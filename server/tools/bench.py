@@ -1025,6 +1025,7 @@ def _collect_profiles(started: Sequence[tuple[int, subprocess.Popen[bytes]]], ou
     """Self and inclusive sample shares per function, summed over the profiled processes."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    components: Counter[str] = Counter()
     total = 0
     problems = []
     for pid, process in started:
@@ -1042,22 +1043,54 @@ def _collect_profiles(started: Sequence[tuple[int, subprocess.Popen[bytes]]], ou
             if not stack or not count_text.isdigit():
                 continue
             count = int(count_text)
-            frames = [_short_frame(f) for f in stack.split(";")[1:]]  # [0] is the thread
-            if not frames:
-                continue
+            raw_frames = stack.split(";")
+            frames = [_short_frame(f) for f in raw_frames]
             total += count
             own[frames[-1]] += count
+            components[_component(raw_frames)] += count
             for frame in set(frames):
                 inclusive[frame] += count
     share = 100.0 / total if total else 0.0
     return {
         "samples": total, "dir": str(out_dir), "problems": problems,
+        "by_component": [(name, round(count * share, 1))
+                         for name, count in components.most_common(top)],
         "self": [(name, round(count * share, 1)) for name, count in own.most_common(top)],
         "inclusive": [(name, round(count * share, 1))
                       for name, count in inclusive.most_common(top * 3)
                       if not name.startswith(("<module>", "run ", "_run_once", "run_forever",
                                               "run_until_complete", "_run "))][:top],
     }
+
+
+def _frame_module(frame: str) -> str:
+    """'func (psycopg/_cursor_base.py:449)' → 'psycopg/_cursor_base.py'."""
+    match = re.search(r"\(([^()]*?)(?::\d+)?\)$", frame)
+    return match.group(1) if match else frame
+
+
+def _package(module: str) -> str:
+    if module.startswith("server/"):
+        return "/".join(module.split("/")[:3]).removesuffix(".py")
+    if module.startswith("<"):
+        return "python internals"
+    return module.split("/", 1)[0].removesuffix(".py")
+
+
+def _component(frames: Sequence[str]) -> str:
+    """Who a sample's time belongs to: the library the deepest server frame was calling, the
+    server module itself, or (no server frame) the leaf's package."""
+    modules = [_frame_module(f) for f in frames]
+    server_frames = [i for i, m in enumerate(modules) if m.startswith("server/")]
+    if not server_frames or modules[-1].startswith("asyncio/runners"):
+        leaf = modules[-1]
+        if leaf.startswith("asyncio/runners"):
+            return "event loop + gRPC core (native code under asyncio.Runner.run)"
+        return f"{_package(leaf)} (outside request code)"
+    last = server_frames[-1]
+    if last == len(modules) - 1:
+        return f"{_package(modules[last])} (own code)"
+    return _package(modules[last + 1])
 
 
 def _short_frame(frame: str) -> str:
@@ -1439,6 +1472,8 @@ def render_text(summary: Mapping[str, Any]) -> str:
         lines += ["", f"Server profile (py-spy, {profile['samples']:,} samples of running "
                       f"Python, raw stacks in {profile['dir']})", "  self time:"]
         lines += [f"    {share:5.1f}%  {name}" for name, share in profile["self"][:10]]
+        lines += ["  by component (library called by server code, else the leaf's package):"]
+        lines += [f"    {share:5.1f}%  {name}" for name, share in profile["by_component"][:12]]
         lines += ["  inclusive:"]
         lines += [f"    {share:5.1f}%  {name}" for name, share in profile["inclusive"][:10]]
         lines += [f"  problem: {p}" for p in profile["problems"]]
