@@ -5,11 +5,15 @@ Every variable is listed, with its default, in the README's configuration table.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from server.domain.merchant_webhooks import RetrySchedule
 
 __all__ = ["Settings", "load_settings"]
 
@@ -51,18 +55,43 @@ class Settings(BaseSettings):
     pg_pool_max: int = Field(16, validation_alias="TRIVENI_PG_POOL_MAX")
     rate_limit_per_second: int = Field(1000, validation_alias="TRIVENI_RATE_LIMIT_PER_SECOND")
 
+    # Merchant webhooks (docs/merchant-webhooks.md): seconds to wait after each failed attempt
+    # (1m,5m,30m,2h,6h,12h,24h,24h,24h: ten attempts over ~3.9 days), per-attempt timeout, and
+    # whether this process runs the notifier (fan-out consumer + delivery loop) with its workers.
+    webhook_retry_schedule: str = Field("60,300,1800,7200,21600,43200,86400,86400,86400",
+                                        validation_alias="TRIVENI_WEBHOOK_RETRY_SCHEDULE")
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, validation_alias="TRIVENI_WEBHOOK_TIMEOUT_SECONDS")
+    run_merchant_notifier: bool = Field(True, validation_alias="TRIVENI_RUN_MERCHANT_NOTIFIER")
+
     # Development conveniences, refused in production.
     dev_api_key: SecretStr = Field(SecretStr(""), validation_alias="TRIVENI_DEV_API_KEY")
     dev_merchant_id: str = Field("mer_dev", validation_alias="TRIVENI_DEV_MERCHANT_ID")
     allow_unsigned_webhooks: bool = Field(False, validation_alias="TRIVENI_ALLOW_UNSIGNED_WEBHOOKS")
+    # Lets merchant webhook endpoints use http and private/loopback addresses (local receivers).
+    allow_private_webhook_urls: bool = Field(
+        False, validation_alias="TRIVENI_ALLOW_PRIVATE_WEBHOOK_URLS")
     # The embedded simulator PSP (scripts/run starts it; benchmarks tune it).
     simulator_port: int = Field(9010, validation_alias="TRIVENI_SIMULATOR_PORT")
     simulator_latency_ms: int = Field(20, validation_alias="TRIVENI_SIMULATOR_LATENCY_MS")
+    # Signs dashboard session cookies (HMAC-SHA256). Required in production; in development an
+    # unset secret is replaced by a random one per Settings object (sessions end on restart).
+    dashboard_secret: SecretStr = Field(SecretStr(""), validation_alias="TRIVENI_DASHBOARD_SECRET")
+    dashboard_session_hours: float = Field(
+        8.0, gt=0, le=24 * 7, validation_alias="TRIVENI_DASHBOARD_SESSION_HOURS")
 
     @field_validator("log_level")
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @model_validator(mode="after")
+    def _dashboard_secret_for_development(self) -> Settings:
+        if not self.dashboard_secret.get_secret_value() and self.env != "production":
+            # Generated once here, so the N server processes (spawned with these settings)
+            # accept each other's session cookies.
+            self.dashboard_secret = SecretStr(secrets.token_urlsafe(32))
+        return self
 
     @property
     def production(self) -> bool:
@@ -76,6 +105,9 @@ class Settings(BaseSettings):
             if self.allow_unsigned_webhooks:
                 raise ConfigurationError(
                     "TRIVENI_ALLOW_UNSIGNED_WEBHOOKS cannot be set when TRIVENI_ENV=production")
+            if len(self.dashboard_secret.get_secret_value()) < 32:
+                raise ConfigurationError("TRIVENI_DASHBOARD_SECRET (at least 32 characters) is "
+                                         "required when TRIVENI_ENV=production")
             for name, value in (("POSTGRES_URL", self.postgres_url.get_secret_value()),
                                 ("REDIS_URL", self.redis_url.get_secret_value()),
                                 ("KAFKA_BOOTSTRAP", self.kafka_bootstrap)):
@@ -84,6 +116,27 @@ class Settings(BaseSettings):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigurationError(
                 "set both TRIVENI_TLS_CERT_FILE and TRIVENI_TLS_KEY_FILE, or neither")
+        self._check_merchant_webhooks()
+
+    def webhook_schedule(self) -> RetrySchedule:
+        """TRIVENI_WEBHOOK_RETRY_SCHEDULE parsed."""
+        from server.domain.merchant_webhooks import RetrySchedule
+
+        return RetrySchedule.parse(self.webhook_retry_schedule)
+
+    def _check_merchant_webhooks(self) -> None:
+        from server.errors import ConfigurationError
+
+        try:
+            schedule = self.webhook_schedule()
+        except ValueError as exc:
+            raise ConfigurationError(f"TRIVENI_WEBHOOK_RETRY_SCHEDULE: {exc}") from None
+        if self.production and self.allow_private_webhook_urls:
+            raise ConfigurationError(
+                "TRIVENI_ALLOW_PRIVATE_WEBHOOK_URLS cannot be set when TRIVENI_ENV=production")
+        if self.production and schedule.total.total_seconds() < 3 * 86400:
+            raise ConfigurationError(
+                "TRIVENI_WEBHOOK_RETRY_SCHEDULE must retry for at least 3 days in production")
 
 
 def load_settings() -> Settings:

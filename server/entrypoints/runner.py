@@ -29,6 +29,7 @@ from server.entrypoints.grpc.server import (
     set_serving,
 )
 from server.entrypoints.http.app import HttpDeps, build_http_app
+from server.entrypoints.http.dashboard import dashboard_routes
 from server.entrypoints.workers.supervisor import run_workers
 
 __all__ = ["bind_http_socket", "serve", "serve_processes"]
@@ -80,7 +81,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
         readiness=app.readiness, production=settings.production,
         dev_merchant_id=settings.dev_merchant_id,
         allow_unsigned_webhooks=settings.allow_unsigned_webhooks and not settings.production,
-        extra_routes=None,
+        extra_routes=dashboard_routes(app),
     ))
     http_socket = bind_http_socket(settings.http_host, settings.http_port, reuse_port=reuse_port)
     http_port = int(http_socket.getsockname()[1])

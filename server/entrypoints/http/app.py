@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from server.adapters.metrics import (
     HTTP_REQUEST_DURATION,
@@ -51,7 +51,7 @@ class HttpDeps:
     production: bool
     dev_merchant_id: str
     allow_unsigned_webhooks: bool
-    extra_routes: list[Route] | None = None
+    extra_routes: list[BaseRoute] | None = None
 
 
 class _Observe(BaseHTTPMiddleware):
@@ -217,7 +217,7 @@ def build_http_app(deps: HttpDeps) -> Starlette:
             return _error(400, "payment_session_id and mode (sandbox|production) are required")
         return HTMLResponse(cashfree_checkout_page(session_id, mode), headers=_CHECKOUT_HEADERS)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
