@@ -352,7 +352,7 @@ def test_create_request_without_an_amount_is_refused() -> None:
     (pb.UPI_FLOW_UNSPECIFIED, ""), (pb.UPI_FLOW_INTENT, "intent"),
     (pb.UPI_FLOW_COLLECT, "collect"), (pb.UPI_FLOW_QR, "qr"),
 ])
-def test_upi_flow_enum_maps_to_the_command_flow(flow: int, name: str) -> None:
+def test_upi_flow_enum_maps_to_the_command_flow(flow: pb.UpiFlow.ValueType, name: str) -> None:
     request = payment_service_pb2.CreatePaymentRequest(
         idempotency_key="k", amount=pb.Money(amount_minor=100, currency="INR"),
         method=pb.PaymentMethod(upi=pb.UpiMethod(vpa="ravi@okaxis", flow=flow)))

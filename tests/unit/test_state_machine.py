@@ -484,8 +484,9 @@ class PaymentLifecycle(RuleBasedStateMachine):
     def every_step_is_an_edge_of_the_table(self) -> None:
         for before, after in zip(self.path, self.path[1:], strict=False):
             assert after in TRANSITIONS[before]
-        for before, after in real_transitions(self.payment):
-            assert before is not None and after in TRANSITIONS[before]
+        for recorded_before, recorded_after in real_transitions(self.payment):
+            assert recorded_before is not None
+            assert recorded_after in TRANSITIONS[recorded_before]
 
     @invariant()
     def changes_are_versioned_in_order(self) -> None:
