@@ -34,7 +34,14 @@
 
   const $ = (id) => document.getElementById(id);
   const pct = (rate) => (rate === null || rate === undefined ? "–" : `${(rate * 100).toFixed(1)}%`);
-  const ms = (value) => `${Number(value).toLocaleString("en-IN", { maximumFractionDigits: 1 })} ms`;
+  const ms = (value) => `${Number(value).toLocaleString("en-IN", { maximumFractionDigits: 1 })}\u00a0ms`;
+
+  // 7 → 10, 23 → 50, 140 → 200: an axis top whose half-way line is a round number too.
+  function niceMax(value) {
+    const power = 10 ** Math.floor(Math.log10(Math.max(1, value)));
+    for (const step of [1, 2, 5, 10]) if (value <= step * power) return step * power;
+    return 10 * power;
+  }
   const count = (value) => Number(value).toLocaleString("en-IN");
 
   function when(iso) {
@@ -107,7 +114,7 @@
   function seriesChart(container, series, bucketSeconds) {
     const width = 760, height = 220, left = 40, right = 44, top = 10, bottom = 26;
     const plotW = width - left - right, plotH = height - top - bottom;
-    const max = Math.max(1, ...series.map((p) => p.payments));
+    const max = niceMax(Math.max(2, ...series.map((p) => p.payments)));
     const step = plotW / Math.max(1, series.length);
     const barW = Math.max(2, step * 0.7);
     const y = (value) => top + plotH - (value / max) * plotH;
