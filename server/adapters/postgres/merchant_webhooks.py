@@ -14,7 +14,6 @@ import binascii
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -38,12 +37,9 @@ from server.errors import (
     PermissionDenied,
     ValidationError,
 )
+from server.service_layer.merchant_notifications import ClaimedDelivery, NewDelivery
 
-__all__ = [
-    "ClaimedDelivery",
-    "NewDelivery",
-    "PostgresMerchantWebhooks",
-]
+__all__ = ["PostgresMerchantWebhooks"]
 
 Row = Mapping[str, Any]
 
@@ -107,29 +103,6 @@ INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at)
 VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (event_id) DO NOTHING
 """
-
-
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    """A fan-out row: one event for one endpoint."""
-
-    endpoint_id: str
-    merchant_id: str
-    event_id: str
-    event_type: str
-    payment_id: str
-    sequence: int
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedDelivery:
-    """A leased delivery with everything needed to send it."""
-
-    delivery: WebhookDelivery
-    endpoint: WebhookEndpoint
-    body: bytes
-    lease_owner: str
 
 
 def _int(value: object) -> int:
