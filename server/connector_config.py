@@ -77,6 +77,22 @@ def parse_accounts(data: Mapping[str, Any], *, production: bool,
 
 def _parse_account(name: str, raw: Any, *, production: bool, source: str) -> ConnectorAccount:
     where = f"{source}: accounts.{name}"
+    try:
+        return _parse_account_fields(name, raw, where=where, production=production)
+    except (TypeError, ValueError) as exc:
+        # A wrongly typed value (priority = "high", credentials = "...") still names its place.
+        raise ConfigurationError(f"{where}: {exc}") from exc
+
+
+def _table(raw: Any, key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{where}.{key} must be a table")
+    return value
+
+
+def _parse_account_fields(name: str, raw: Any, *, where: str, production: bool
+                          ) -> ConnectorAccount:
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{where} must be a table")
     if not name.replace("_", "").isalnum():
@@ -91,8 +107,8 @@ def _parse_account(name: str, raw: Any, *, production: bool, source: str) -> Con
     if production and base_url.startswith("http://"):
         raise ConfigurationError(f"{where}.base_url must use https in production")
     credentials = {key: _secret(value, f"{where}.credentials.{key}", production)
-                   for key, value in dict(raw.get("credentials", {})).items()}
-    options = {str(k): str(v) for k, v in dict(raw.get("options", {})).items()}
+                   for key, value in _table(raw, "credentials", where).items()}
+    options = {str(k): str(v) for k, v in _table(raw, "options", where).items()}
     required = REQUIRED_CREDENTIALS[psp]
     if psp == "instamojo" and options.get("api_version") == "v1.1":
         required = _INSTAMOJO_V1_CREDENTIALS
@@ -103,7 +119,11 @@ def _parse_account(name: str, raw: Any, *, production: bool, source: str) -> Con
                              production)
     if not webhook_secret:
         raise ConfigurationError(f"{where}.webhook_secret is required (webhooks are verified)")
-    methods = frozenset(raw.get("methods", sorted(_METHODS)))
+    raw_methods = raw.get("methods", sorted(_METHODS))
+    if not isinstance(raw_methods, list | tuple):
+        raise ConfigurationError(
+            f"{where}.methods must be a subset of {sorted(_METHODS)}, given as a list")
+    methods = frozenset(raw_methods)
     if not methods or not methods <= _METHODS:
         raise ConfigurationError(f"{where}.methods must be a subset of {sorted(_METHODS)}")
     capabilities = AccountCapabilities(

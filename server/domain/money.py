@@ -11,7 +11,7 @@ __all__ = ["SUPPORTED_CURRENCIES", "Money", "parse_rupees"]
 # Triveni takes INR today; the set exists so adding a currency is a one-line, tested change.
 SUPPORTED_CURRENCIES = frozenset({"INR"})
 _MINOR_DIGITS = {"INR": 2}
-_RUPEE_STRING = re.compile(r"^\d{1,12}(\.\d{1,2})?$")
+_RUPEE_STRING = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -56,7 +56,7 @@ class Money:
 def parse_rupees(text: str) -> int:
     """'150000', '150000.5', '1.25' → paise. Raises ValueError on anything else."""
     text = text.strip()
-    if not _RUPEE_STRING.match(text):
+    if not _RUPEE_STRING.fullmatch(text):
         raise ValueError(f"not a rupee amount: {text!r}")
     try:
         value = Decimal(text)

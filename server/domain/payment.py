@@ -259,9 +259,13 @@ class Payment:
 
     def apply_refund_success(self, refund: Refund, *, actor: str) -> None:
         """Count a succeeded refund and move to PARTIALLY_REFUNDED / REFUNDED."""
-        self.amount_refunded = self.refunded + refund.amount
-        target = (PaymentStatus.REFUNDED if self.refunded.amount_minor >= self.amount.amount_minor
+        refunded = self.refunded + refund.amount
+        target = (PaymentStatus.REFUNDED if refunded.amount_minor >= self.amount.amount_minor
                   else PaymentStatus.PARTIALLY_REFUNDED)
+        if not can_transition(self.status, target):
+            raise IllegalTransition(
+                f"payment {self.id} cannot be refunded from {self.status.value}")
+        self.amount_refunded = refunded
         self.transition(target, actor=actor, details={
             "refund_id": refund.id, "refund_amount_minor": refund.amount.amount_minor})
 

@@ -96,15 +96,17 @@ class CreatePayment:
             ("customer.id", self.customer.id),
             ("customer.name", self.customer.name),
             ("customer.email", self.customer.email),
+            ("customer.phone", self.customer.phone),
             ("method.upi.vpa", self.method.upi_vpa),
             ("method.card.token", self.method.card_token),
             ("method.card.last4", self.method.card_last4),
             ("method.wallet.wallet", self.method.wallet),
             ("preferred_connector", self.preferred_connector),
         ]
-        for key, value in self.metadata.items():
-            fields.append((f"metadata[{key}]", key))
-            fields.append((f"metadata[{key}]", value))
+        # Keys first, named without echoing them: a key that is a card number must not travel on
+        # in the error message.
+        refuse_card_numbers(("metadata (a key)", key) for key in self.metadata)
+        fields.extend((f"metadata[{key}]", value) for key, value in self.metadata.items())
         refuse_card_numbers(fields)
 
 
@@ -112,7 +114,7 @@ def _validated_method(method: MethodSummary) -> MethodSummary:
     if method.type == "upi":
         flow = method.upi_flow or "intent"
         if flow not in _UPI_FLOWS:
-            raise ValidationError("method.upi.flow", "must be INTENT, COLLECT or QR")
+            raise ValidationError("method.upi.flow", "must be intent, collect or qr")
         if flow == "collect" and not method.upi_vpa:
             raise ValidationError("method.upi.vpa", "is required for the COLLECT flow")
         if method.upi_vpa:

@@ -291,10 +291,6 @@ def test_errors_name_the_source_and_the_account() -> None:
                        source="/etc/triveni.toml")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: connector_config.py _parse_account converts with dict()/int()/float()/frozenset() "
-    "without checking types, so a wrongly typed value raises a bare ValueError/TypeError "
-    "(no file or account named) instead of ConfigurationError"))
 @pytest.mark.parametrize("changes", [
     {"credentials": "key_id=rzp"},
     {"priority": "high"},

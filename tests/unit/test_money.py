@@ -162,9 +162,6 @@ def test_parse_rupees_refuses_anything_but_a_plain_rupee_amount(text: str) -> No
         parse_rupees(text)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: money.py _RUPEE_STRING uses \\d, which matches any Unicode digit, and Decimal() "
-    "accepts them: parse_rupees('\u0661\u0662\u0663') returns 12300"))
 @pytest.mark.parametrize("text", [
     "\u0661\u0662\u0663",  # Arabic-Indic 123
     "\uff11\uff10\uff10",  # full-width 100

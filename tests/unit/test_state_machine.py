@@ -378,10 +378,6 @@ def test_refund_success_for_a_fully_refunded_payment_is_illegal() -> None:
         payment.apply_refund_success(succeeded_refund(payment, 1), actor="worker")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: payment.py Payment.apply_refund_success adds the refund to amount_refunded before "
-    "calling transition(); when the transition is illegal (payment FAILED, REFUNDED, ...) it "
-    "raises IllegalTransition but amount_refunded has already grown"))
 @pytest.mark.parametrize("status", [S.FAILED, S.REFUNDED])
 def test_illegal_refund_success_leaves_the_refunded_amount_unchanged(status: S) -> None:
     payment = payment_in(status)

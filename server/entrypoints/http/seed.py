@@ -41,8 +41,10 @@ def _text(data: dict[str, Any], key: str, field: str) -> str:
 
 
 def _all_strings(value: Any, path: str) -> list[tuple[str, str]]:
+    """Every string (keys too) with the path to name it by; a key is named by its parent."""
     if isinstance(value, dict):
-        return [pair for k, v in value.items() for pair in _all_strings(v, f"{path}.{k}")]
+        keys = [(f"{path} (a key)", str(k)) for k in value]
+        return keys + [pair for k, v in value.items() for pair in _all_strings(v, f"{path}.{k}")]
     if isinstance(value, list):
         return [pair for i, v in enumerate(value) for pair in _all_strings(v, f"{path}[{i}]")]
     if isinstance(value, str | int) and not isinstance(value, bool):
@@ -57,6 +59,8 @@ def _rupees(value: Any) -> int:
         rupees = Decimal(str(value))
     except InvalidOperation as exc:
         raise ValidationError("amount", "must be a number of rupees") from exc
+    if not rupees.is_finite() or abs(rupees) > Decimal(10) ** 12:
+        raise ValidationError("amount", "must be a finite number of rupees")
     paise = rupees * 100
     if paise != paise.to_integral_value():
         raise ValidationError("amount", "must have at most 2 decimal places")
@@ -71,7 +75,7 @@ def parse_seed_create(body: bytes, merchant_id: str, idempotency_key: str) -> Se
     if not isinstance(data, dict):
         raise ValidationError("body", "must be a JSON object")
     # Scan everything first: a card number anywhere is refused before it is used or logged.
-    refuse_card_numbers((path.removeprefix("body."), text)
+    refuse_card_numbers((path.removeprefix("body.").removeprefix("body "), text)
                         for path, text in _all_strings(data, "body"))
     if "amount" not in data:
         raise ValidationError("amount", "is required (in rupees)")
