@@ -7,6 +7,7 @@ scratch database (on the session's PostgreSQL server) and empties the outbox bef
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import subprocess
 import time
@@ -20,7 +21,7 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from triveni.v1 import events_pb2
@@ -35,7 +36,7 @@ from server.adapters.kafka.ports import (
     PublishResult,
 )
 from server.adapters.kafka.topics import TopicSpec, ensure_topics
-from server.adapters.postgres.outbox_relay import OutboxRelay
+from server.adapters.postgres.outbox_relay import OutboxRelay, RelayMetrics
 from tests.fakes.server import free_port
 from tests.fixtures.services import ServiceUrls, random_suffix
 
@@ -568,13 +569,18 @@ async def test_gauges_report_unpublished_rows_and_the_oldest_age(
 async def test_run_forever_survives_postgresql_being_unreachable() -> None:
     dead = await open_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/none", min_size=0,
                            max_size=1, timeout=0.3, reconnect_timeout=0)
-    relay = OutboxRelay(dead, _NeverCalled(), sleep=fast_sleep, listen=False)
+    # A private gauge: a server running in this process (the session stack) keeps probing
+    # PostgreSQL and would overwrite the shared one.
+    private = CollectorRegistry()
+    up = Gauge("triveni_dependency_up", "test copy", ["dependency"], registry=private)
+    metrics = dataclasses.replace(RelayMetrics.default(), dependency_up=up)
+    relay = OutboxRelay(dead, _NeverCalled(), sleep=fast_sleep, listen=False, metrics=metrics)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run_forever(stop))
     try:
         await asyncio.sleep(1.5)
         assert not task.done()
-        assert metric("triveni_dependency_up", dependency="postgres") == 0
+        assert private.get_sample_value("triveni_dependency_up", {"dependency": "postgres"}) == 0
     finally:
         stop.set()
         await task
