@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,12 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from server.adapters.geoip import IpCountryLookup
+from server.adapters.kafka.factory import settings_from_env
+from server.adapters.kafka.merchant_stream import KafkaEventTail, MerchantEventStream
+from server.adapters.kafka.topics import PAYMENTS_EVENTS
 from server.adapters.metrics import DEPENDENCY_UP, PAYMENT_ATTEMPTS
 from server.adapters.postgres.fraud_repository import PostgresFraudRepository
+from server.adapters.postgres.merchant_webhooks import PostgresMerchantWebhooks
 from server.adapters.postgres.merchants import MerchantStore
 from server.adapters.postgres.notifications import PaymentChangeFeed
 from server.adapters.postgres.pool import Conn, create_pool
@@ -22,6 +27,7 @@ from server.adapters.postgres.uow import PostgresUnitOfWork
 from server.adapters.redis.rate_limit import RedisRateLimiter
 from server.adapters.redis.routing_store import RedisRoutingStore
 from server.adapters.redis.velocity import RedisVelocityStore
+from server.adapters.webhook_sender import check_webhook_url
 from server.config import Settings
 from server.connector_config import dev_simulator_accounts, load_accounts
 from server.connectors.base import ConnectorAccount, Transport
@@ -31,6 +37,7 @@ from server.errors import ConfigurationError
 from server.service_layer.fraud_bridge import EngineFraudScreener
 from server.service_layer.fraud_metrics import FraudMetrics
 from server.service_layer.fraud_screening import FraudScreening
+from server.service_layer.merchant_webhooks import MerchantWebhookService
 from server.service_layer.payments import PaymentDeps, PaymentService
 from server.service_layer.ports import RoutableAccount
 from server.service_layer.refunds import RefundService
@@ -76,6 +83,8 @@ class App:
     router: PolicyRouter
     feed: PaymentChangeFeed
     rate_limiter: RedisRateLimiter
+    merchant_webhooks: MerchantWebhookService
+    payment_events: MerchantEventStream | None  # WatchPayments; None without Kafka
     closers: list[object] = field(default_factory=list)
 
     async def readiness(self) -> dict[str, bool]:
@@ -111,6 +120,21 @@ def _observe_attempt(connector: str, outcome: str) -> None:
 def _fraud_metrics() -> FraudMetrics:
     """Declared once per process (the Prometheus registry refuses duplicates)."""
     return FraudMetrics()
+
+
+def _merchant_webhooks(settings: Settings, pool: AsyncConnectionPool[Conn]
+                       ) -> MerchantWebhookService:
+    allow_private = settings.allow_private_webhook_urls and not settings.production
+    return MerchantWebhookService(
+        PostgresMerchantWebhooks(pool),
+        functools.partial(check_webhook_url, allow_private=allow_private))
+
+
+def _payment_events(settings: Settings) -> MerchantEventStream | None:
+    if not settings.kafka_bootstrap:
+        return None
+    kafka = settings_from_env(os.environ, bootstrap=settings.kafka_bootstrap)
+    return MerchantEventStream(lambda: KafkaEventTail(kafka, PAYMENTS_EVENTS))
 
 
 def connector_accounts(settings: Settings) -> list[ConnectorAccount]:
@@ -155,4 +179,6 @@ async def build_app(settings: Settings) -> App:
         merchants=MerchantStore(pool), payments=PaymentService(deps),
         refunds=RefundService(deps), webhooks=WebhookService(deps), fraud=fraud, router=router,
         feed=feed, rate_limiter=RedisRateLimiter(redis, per_second=settings.rate_limit_per_second),
+        merchant_webhooks=_merchant_webhooks(settings, pool),
+        payment_events=_payment_events(settings),
     )

@@ -29,7 +29,14 @@ from server.domain.merchant_webhooks import (
 )
 from server.errors import ValidationError
 
-__all__ = ["Resolver", "UnsafeTarget", "WebhookSender", "resolve_target", "system_resolver"]
+__all__ = [
+    "Resolver",
+    "UnsafeTarget",
+    "WebhookSender",
+    "check_webhook_url",
+    "resolve_target",
+    "system_resolver",
+]
 
 USER_AGENT: Final = "Triveni-Webhooks/1.0"
 _MAX_RESPONSE_BYTES: Final = 4096
@@ -75,6 +82,16 @@ async def resolve_target(target: WebhookTarget, *, allow_private: bool,
     return addresses
 
 
+async def check_webhook_url(url: str, *, allow_private: bool,
+                            resolver: Resolver = system_resolver) -> None:
+    """ValidationError("url", …) unless `url` is a target Triveni would send to now."""
+    target = check_url(url, allow_private=allow_private)
+    try:
+        await resolve_target(target, allow_private=allow_private, resolver=resolver)
+    except UnsafeTarget as exc:
+        raise ValidationError("url", str(exc)) from None
+
+
 class WebhookSender:
     """POSTs bodies to endpoints; never raises for the endpoint's behaviour, it reports it."""
 
@@ -89,15 +106,6 @@ class WebhookSender:
             timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
             limits=httpx.Limits(max_keepalive_connections=0),
             headers={"User-Agent": USER_AGENT})
-
-    async def check(self, url: str) -> None:
-        """ValidationError("url", …) unless `url` is a target we would send to now."""
-        target = check_url(url, allow_private=self._allow_private)
-        try:
-            await resolve_target(target, allow_private=self._allow_private,
-                                 resolver=self._resolver)
-        except UnsafeTarget as exc:
-            raise ValidationError("url", str(exc)) from None
 
     async def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendOutcome:
         """One POST of `body` to `url` with `headers`; delivered only for a 2xx answer."""

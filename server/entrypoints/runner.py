@@ -25,9 +25,11 @@ from server.entrypoints.grpc.payment_servicer import PaymentServicer
 from server.entrypoints.grpc.server import (
     FRAUD_SERVICE,
     PAYMENT_SERVICE,
+    WEBHOOK_SERVICE,
     build_grpc_server,
     set_serving,
 )
+from server.entrypoints.grpc.webhook_servicer import WebhookServicer
 from server.entrypoints.http.app import HttpDeps, build_http_app
 from server.entrypoints.http.dashboard import dashboard_routes
 from server.entrypoints.workers.supervisor import run_workers
@@ -53,7 +55,9 @@ def bind_http_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket
 def grpc_servicers(app: App) -> dict[str, Any]:
     """Every gRPC service this process serves, by full service name."""
     return {
-        PAYMENT_SERVICE: PaymentServicer(app.payments, app.refunds, app.feed),
+        PAYMENT_SERVICE: PaymentServicer(app.payments, app.refunds, app.feed,
+                                         events=app.payment_events),
+        WEBHOOK_SERVICE: WebhookServicer(app.merchant_webhooks),
         FRAUD_SERVICE: FraudServicer(app),
     }
 

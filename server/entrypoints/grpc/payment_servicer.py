@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from triveni.v1 import common_pb2, payment_service_pb2, payment_service_pb2_grpc
 
+from server.adapters.kafka.merchant_stream import MerchantEventStream
 from server.adapters.postgres.notifications import PaymentChangeFeed
 from server.adapters.protobuf import (
     create_command_from_proto,
@@ -21,7 +22,7 @@ from server.adapters.protobuf import (
 )
 from server.domain.status import TRANSITIONS
 from server.entrypoints.grpc.interceptor import current_principal
-from server.errors import ValidationError
+from server.errors import DependencyUnavailable, ValidationError
 from server.service_layer.commands import CancelPayment, ListPayments, RefundPayment
 from server.service_layer.payments import PaymentService
 from server.service_layer.refunds import RefundService
@@ -33,7 +34,9 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     def __init__(self, payments: PaymentService, refunds: RefundService,
-                 feed: PaymentChangeFeed, *, watch_poll_seconds: float = 15.0) -> None:
+                 feed: PaymentChangeFeed, *, watch_poll_seconds: float = 15.0,
+                 events: MerchantEventStream | None = None) -> None:
+        self._events = events
         self._payments = payments
         self._refunds = refunds
         self._feed = feed
@@ -123,6 +126,16 @@ class PaymentServicer(payment_service_pb2_grpc.PaymentServiceServicer):
     async def WatchPayments(
             self, request: payment_service_pb2.WatchPaymentsRequest, context: Ctx
     ) -> AsyncIterator[payment_service_pb2.WatchPaymentsResponse]:
-        # Placeholder while the merchant-wide change feed is being built (issue 6).
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "WatchPayments is not available yet")
-        yield payment_service_pb2.WatchPaymentsResponse()  # pragma: no cover
+        """Every change of the merchant's payments, read from Kafka; resumable by cursor.
+
+        A response without `event` is a heartbeat: the first one carries the starting cursor,
+        later ones (every 15 s without events) keep idle streams alive and the cursor fresh.
+        """
+        merchant_id = current_principal().merchant_id
+        if self._events is None:
+            raise DependencyUnavailable("kafka", "WatchPayments needs KAFKA_BOOTSTRAP")
+        async for event, cursor in self._events.watch(merchant_id, request.after_cursor):
+            response = payment_service_pb2.WatchPaymentsResponse(cursor=cursor)
+            if event is not None:
+                response.event.CopyFrom(event)
+            yield response

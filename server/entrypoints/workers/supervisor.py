@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from server.adapters.kafka.factory import settings_from_env
 from server.adapters.metrics import metrics_response
+from server.entrypoints.workers.merchant_notifier import NotifierOptions, run_merchant_notifier
 from server.entrypoints.workers.relay import relay_options_from_env, run_relay
 from server.entrypoints.workers.status_sync import StatusSyncWorker
 
@@ -61,6 +62,11 @@ async def run_workers(app: App, stop: asyncio.Event, which: WorkerSet | None = N
             name="outbox-relay"))
     elif which.relay:
         log.warning("KAFKA_BOOTSTRAP is not set: events stay in the outbox until a relay runs")
+    if which.notifications and settings.run_merchant_notifier and settings.kafka_bootstrap:
+        kafka = settings_from_env(os.environ, bootstrap=settings.kafka_bootstrap)
+        tasks.append(asyncio.create_task(run_merchant_notifier(
+            app.pool, kafka, stop, NotifierOptions.from_settings(settings)),
+            name="merchant-notifier"))
     try:
         await stop.wait()
     finally:
