@@ -110,6 +110,8 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
     finally:
         # Tell load balancers first, then drain in-flight RPCs, then stop the rest.
         await set_serving(health, False, tuple(servicers))
+        if app.payment_events is not None:
+            app.payment_events.shutdown()  # WatchPayments clients resume elsewhere by cursor
         http_server.should_exit = True
         await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
         workers_stop.set()

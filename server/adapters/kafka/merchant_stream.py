@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_PREFIX: Final = "c1."
 _METADATA_WAIT_S: Final = 10.0
+_SHUTTING_DOWN: Final = "shutting down; reconnect with the last cursor"
 _EXPIRED: Final = ("after_cursor is older than the events Kafka still keeps; reconnect without "
                    "a cursor (and reconcile with ListPayments)")
 
@@ -205,6 +206,11 @@ class MerchantEventStream:
         self._poll_seconds = poll_seconds
         self._max_streams = max_streams
         self._active = 0
+        self._closing = False
+
+    def shutdown(self) -> None:
+        """End every open stream with UNAVAILABLE within a poll; clients resume elsewhere."""
+        self._closing = True
 
     @property
     def active_streams(self) -> int:
@@ -213,6 +219,8 @@ class MerchantEventStream:
     async def watch(self, merchant_id: str, after_cursor: str
                     ) -> AsyncIterator[tuple[events_pb2.PaymentEvent | None, str]]:
         cursor = decode_cursor(after_cursor) if after_cursor else None
+        if self._closing:
+            raise DependencyUnavailable("server", _SHUTTING_DOWN)
         if self._active >= self._max_streams:
             raise RateLimited("too many WatchPayments streams on this server; retry shortly", 1.0)
         self._active += 1
@@ -222,6 +230,8 @@ class MerchantEventStream:
             yield None, encode_cursor(positions)
             last_sent = time.monotonic()
             while True:
+                if self._closing:
+                    raise DependencyUnavailable("server", _SHUTTING_DOWN)
                 for message in await tail.poll(self._poll_seconds, 500):
                     positions[message.partition] = message.offset + 1
                     try:
