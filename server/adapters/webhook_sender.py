@@ -137,7 +137,7 @@ class WebhookSender:
                                                headers=all_headers,
                                                extensions=extensions) as response:
                     read = 0
-                    async for chunk in response.aiter_raw():
+                    async for chunk in response.aiter_bytes():
                         read += len(chunk)
                         if read >= _MAX_RESPONSE_BYTES:
                             break
