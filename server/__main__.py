@@ -54,11 +54,15 @@ def relay() -> None:
 
     _setup()
     asyncio.run(run_workers_standalone(
-        load_settings(), WorkerSet(relay=True, status_sync=False, notifications=False)))
+        load_settings(), WorkerSet(relay=True, status_sync=False, notifications=False,
+                                   sync_retry=False)))
 
 
 @cli.command("create-merchant")
-def create_merchant(name: str, merchant_id: str = typer.Option("", help="id to use")) -> None:
+def create_merchant(name: str, merchant_id: str = typer.Option("", help="id to use"),
+                    admin: bool = typer.Option(False, "--admin",
+                                               help="an admin key (RoutingService writes)"),
+                    ) -> None:
     """Create a merchant and print its API key (shown once, stored only as a hash)."""
     from server.adapters.postgres.merchants import MerchantStore
     from server.adapters.postgres.pool import create_pool
@@ -71,7 +75,7 @@ def create_merchant(name: str, merchant_id: str = typer.Option("", help="id to u
         try:
             env = "live" if settings.production else "test"
             return await MerchantStore(pool).create_merchant(
-                name, merchant_id=merchant_id or None, env=env)
+                name, merchant_id=merchant_id or None, env=env, admin=admin)
         finally:
             await pool.close()
 

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -23,6 +24,11 @@ from server.adapters.postgres.merchant_webhooks import PostgresMerchantWebhooks
 from server.adapters.postgres.merchants import MerchantStore
 from server.adapters.postgres.notifications import PaymentChangeFeed
 from server.adapters.postgres.pool import Conn, create_pool
+from server.adapters.postgres.routing_policies import (
+    PolicyCache,
+    PostgresAdminAudit,
+    PostgresRoutingPolicies,
+)
 from server.adapters.postgres.uow import PostgresUnitOfWork
 from server.adapters.redis.rate_limit import RedisRateLimiter
 from server.adapters.redis.routing_store import RedisRoutingStore
@@ -38,10 +44,12 @@ from server.service_layer.fraud_bridge import EngineFraudScreener
 from server.service_layer.fraud_metrics import FraudMetrics
 from server.service_layer.fraud_screening import FraudScreening
 from server.service_layer.merchant_webhooks import MerchantWebhookService
-from server.service_layer.payments import PaymentDeps, PaymentService
+from server.service_layer.payments import PaymentDeps, PaymentService, SyncPolicy
 from server.service_layer.ports import RoutableAccount
 from server.service_layer.refunds import RefundService
-from server.service_layer.routing import PolicyRouter, load_policy
+from server.service_layer.routing import PolicyRouter, load_policy, load_policy_document
+from server.service_layer.routing_admin import RoutingAdmin, merchant_policy
+from server.service_layer.sync_schedule import RetryLadder, parse_ladder
 from server.service_layer.webhooks import WebhookService
 
 __all__ = ["AccountRegistry", "App", "build_app"]
@@ -86,6 +94,8 @@ class App:
     merchant_webhooks: MerchantWebhookService
     payment_events: MerchantEventStream | None  # WatchPayments; None without Kafka
     closers: list[object] = field(default_factory=list)
+    routing_admin: RoutingAdmin | None = None  # RoutingService
+    policy_cache: PolicyCache | None = None  # per-merchant routing policies (LISTEN)
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"postgres": False, "redis": False}
@@ -102,6 +112,8 @@ class App:
         return checks
 
     async def close(self) -> None:
+        if self.policy_cache is not None:
+            await self.policy_cache.stop()
         await self.feed.stop()
         await self.executor.aclose()
         await self.redis.aclose()
@@ -137,6 +149,13 @@ def _payment_events(settings: Settings) -> MerchantEventStream | None:
     return MerchantEventStream(lambda: KafkaEventTail(kafka, PAYMENTS_EVENTS))
 
 
+def _retry_ladder(settings: Settings) -> RetryLadder | None:
+    """The Kafka status-sync ladder, or None when Kafka (or the retry path) is off."""
+    if not settings.kafka_bootstrap or not settings.kafka_retries:
+        return None
+    return parse_ladder(settings.sync_retry_delays, settings.sync_retry_tail_seconds)
+
+
 def connector_accounts(settings: Settings) -> list[ConnectorAccount]:
     if settings.connectors_file is not None:
         return load_accounts(Path(settings.connectors_file), production=settings.production)
@@ -161,8 +180,14 @@ async def build_app(settings: Settings) -> App:
     fraud = FraudScreening(RedisVelocityStore(redis), IpCountryLookup(), PostgresFraudRepository(),
                            metrics=_fraud_metrics())
     policy = load_policy(settings.routing_file, settings.premium_threshold_minor, accounts)
+    stored_policies = PostgresRoutingPolicies(pool)
+    policy_cache = PolicyCache(
+        stored_policies, postgres_url, policy,
+        lambda document, known: merchant_policy(document, known, policy),
+        [a.name for a in accounts], ttl_seconds=settings.routing_policy_ttl_seconds)
+    policy_cache.start()
     router = PolicyRouter(accounts, policy, RedisRoutingStore.from_url(
-        redis_url, scoring=policy.scoring, health=policy.health))
+        redis_url, scoring=policy.scoring, health=policy.health), policies=policy_cache)
     deps = PaymentDeps(
         uow_factory=lambda: PostgresUnitOfWork(pool),
         accounts=registry,
@@ -171,6 +196,8 @@ async def build_app(settings: Settings) -> App:
         public_base_url=settings.public_base_url.rstrip("/"),
         max_attempts=settings.max_attempts,
         observe_attempt=_observe_attempt,
+        retry_ladder=_retry_ladder(settings),
+        sync_policy=SyncPolicy(kafka_grace=timedelta(seconds=settings.sync_retry_grace_seconds)),
     )
     feed = PaymentChangeFeed(postgres_url)
     feed.start()
@@ -181,4 +208,10 @@ async def build_app(settings: Settings) -> App:
         feed=feed, rate_limiter=RedisRateLimiter(redis, per_second=settings.rate_limit_per_second),
         merchant_webhooks=_merchant_webhooks(settings, pool),
         payment_events=_payment_events(settings),
+        routing_admin=RoutingAdmin(
+            router, stored_policies, PostgresAdminAudit(pool),
+            global_document=load_policy_document(settings.routing_file,
+                                                 settings.premium_threshold_minor),
+            on_policy_saved=policy_cache.invalidate),
+        policy_cache=policy_cache,
     )

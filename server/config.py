@@ -50,6 +50,29 @@ class Settings(BaseSettings):
     # Seed rule: above this many paise, premium accounts are preferred (₹10,000).
     premium_threshold_minor: int = Field(1_000_000, validation_alias="TRIVENI_PREMIUM_THRESHOLD")
     max_attempts: int = Field(3, ge=1, le=10, validation_alias="TRIVENI_MAX_ATTEMPTS")
+    # Per-merchant routing policies are cached this long per process (NOTIFY drops them sooner).
+    routing_policy_ttl_seconds: float = Field(
+        1.0, gt=0, validation_alias="TRIVENI_ROUTING_POLICY_TTL_SECONDS")
+    # Kafka status-sync retries (docs/routing.md): on when KAFKA_BOOTSTRAP is set; delays of
+    # the payments.retry.5s/30s/5m/1h rungs in seconds, the tail after creation, the consumer
+    # groups' prefix, handler failures before payments.dlq, and how long after a message was
+    # due the PostgreSQL sweeper steps in.
+    kafka_retries: bool = Field(True, validation_alias="TRIVENI_KAFKA_RETRIES")
+    sync_retry_delays: str = Field("5,30,300,3600", validation_alias="TRIVENI_SYNC_RETRY_DELAYS")
+    sync_retry_tail_seconds: float = Field(
+        3 * 86_400.0, gt=0, validation_alias="TRIVENI_SYNC_RETRY_TAIL_SECONDS")
+    sync_retry_group: str = Field("triveni-payments-retry",
+                                  validation_alias="TRIVENI_SYNC_RETRY_GROUP")
+    sync_retry_max_failures: int = Field(
+        5, ge=1, validation_alias="TRIVENI_SYNC_RETRY_MAX_FAILURES")
+    sync_retry_grace_seconds: float = Field(
+        60.0, ge=0, validation_alias="TRIVENI_SYNC_RETRY_GRACE_SECONDS")
+    # Consumer-group timings over the KAFKA_* defaults (Tansu joins in ~3 s with 6000/1000/5000).
+    kafka_session_timeout_ms: int | None = Field(None, validation_alias="KAFKA_SESSION_TIMEOUT_MS")
+    kafka_heartbeat_interval_ms: int | None = Field(
+        None, validation_alias="KAFKA_HEARTBEAT_INTERVAL_MS")
+    kafka_max_poll_interval_ms: int | None = Field(
+        None, validation_alias="KAFKA_MAX_POLL_INTERVAL_MS")
 
     pg_pool_min: int = Field(2, validation_alias="TRIVENI_PG_POOL_MIN")
     pg_pool_max: int = Field(16, validation_alias="TRIVENI_PG_POOL_MAX")
@@ -79,6 +102,17 @@ class Settings(BaseSettings):
     dashboard_secret: SecretStr = Field(SecretStr(""), validation_alias="TRIVENI_DASHBOARD_SECRET")
     dashboard_session_hours: float = Field(
         8.0, gt=0, le=24 * 7, validation_alias="TRIVENI_DASHBOARD_SESSION_HOURS")
+
+    @field_validator("sync_retry_delays")
+    @classmethod
+    def _ladder(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError("expected comma-separated seconds, e.g. 5,30,300,3600") from None
+        if not delays or any(d <= 0 for d in delays):
+            raise ValueError("expected at least one positive delay")
+        return value
 
     @field_validator("log_level")
     @classmethod

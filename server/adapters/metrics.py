@@ -78,6 +78,7 @@ __all__ = [
     "RATE_LIMITED",
     "RETRIES",
     "ROUTING_DEGRADED",
+    "SYNC_RETRY_MESSAGES",
     "UNKNOWN",
     "WEBHOOKS_RECEIVED",
     "WEBHOOK_RESULTS",
@@ -239,6 +240,12 @@ OUTBOX_PUBLISHED: Final = Counter(
 KAFKA_PUBLISH_ERRORS: Final = Counter(
     "triveni_kafka_publish_errors_total",
     "Kafka produce calls that failed (the row stays in the outbox and is retried).",
+)
+SYNC_RETRY_MESSAGES: Final = Counter(
+    "triveni_sync_retry_messages_total",
+    "Kafka status-sync retry messages handled, by topic and outcome (synced, dropped_final, "
+    "dropped_stale, dead_lettered, failed: retried later).",
+    ["topic", "outcome"],
 )
 CONSUMER_LAG: Final = Gauge(
     "triveni_consumer_lag",

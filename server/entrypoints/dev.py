@@ -77,8 +77,9 @@ async def _run(settings: Settings) -> None:
     api_key = dev_api_key(settings)
 
     async def ready(app: App, grpc_port: int, http_port: int) -> None:
+        # The dev key is an admin key (RoutingService writes) outside production.
         await app.merchants.create_merchant("Dev merchant", merchant_id=settings.dev_merchant_id,
-                                            api_key=api_key)
+                                            api_key=api_key, admin=not settings.production)
         print(_examples(api_key, grpc_port, http_port), flush=True)
 
     try:

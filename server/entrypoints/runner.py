@@ -22,9 +22,11 @@ from server.config import Settings
 from server.entrypoints.grpc.fraud_servicer import FraudServicer
 from server.entrypoints.grpc.interceptor import TriveniInterceptor
 from server.entrypoints.grpc.payment_servicer import PaymentServicer
+from server.entrypoints.grpc.routing_servicer import RoutingServicer
 from server.entrypoints.grpc.server import (
     FRAUD_SERVICE,
     PAYMENT_SERVICE,
+    ROUTING_SERVICE,
     WEBHOOK_SERVICE,
     build_grpc_server,
     set_serving,
@@ -59,6 +61,7 @@ def grpc_servicers(app: App) -> dict[str, Any]:
                                          events=app.payment_events),
         WEBHOOK_SERVICE: WebhookServicer(app.merchant_webhooks),
         FRAUD_SERVICE: FraudServicer(app),
+        ROUTING_SERVICE: RoutingServicer(app.routing_admin),
     }
 
 

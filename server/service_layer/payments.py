@@ -20,6 +20,7 @@ from server.connectors.base import (
     Declined,
     Misconfigured,
     PspStatus,
+    RateLimited,
     TransientError,
     UnknownOutcome,
 )
@@ -31,15 +32,27 @@ from server.domain.payment import (
     settle_refund,
     utcnow,
 )
+from server.domain.routing.retry import (
+    ErrorCategory,
+    RetryAction,
+    RetryDecision,
+    RetryPolicy,
+    decide_retry,
+)
+from server.domain.routing.taxonomy import ERROR_CLASSES, ErrorTaxonomy, default_taxonomy
 from server.domain.status import CANCELLABLE, AttemptStatus, PaymentStatus, RefundStatus
 from server.errors import IdempotencyConflict, IllegalTransition, NotFound, ValidationError
 from server.service_layer.commands import CancelPayment, CreatePayment, ListPayments, request_hash
 from server.service_layer.ports import AccountDirectory, FraudScreener, Router, UnitOfWork
 from server.service_layer.psp_inputs import refund_input_for
+from server.service_layer.sync_schedule import RetryLadder, ScheduledSync, SyncMessage
 
 __all__ = ["PaymentDeps", "PaymentService", "SyncPolicy"]
 
 log = logging.getLogger(__name__)
+# Statuses in which a payment still waits for the PSP (or for a scheduled retry).
+_PENDING = frozenset({PaymentStatus.CREATED, PaymentStatus.REQUIRES_ACTION,
+                      PaymentStatus.PROCESSING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,9 @@ class SyncPolicy:
     checkout_expiry: timedelta = timedelta(hours=24)
     # A pending refund is asked about again after this.
     refund_recheck: timedelta = timedelta(seconds=60)
+    # With the Kafka retry path on, the PostgreSQL sweeper looks at a payment only this long
+    # after its retry message was due (it catches what the broker lost or delivered late).
+    kafka_grace: timedelta = timedelta(seconds=60)
 
     def next_after(self, created_at: datetime, now: datetime) -> datetime | None:
         for delay in self.schedule:
@@ -77,6 +93,18 @@ class PaymentDeps:
     clock: Callable[[], datetime] = utcnow
     # Told each PSP create call's outcome (metrics); a no-op by default.
     observe_attempt: Callable[[str, str], None] = lambda connector, outcome: None
+    # The Kafka retry ladder; None: no retry messages (the PostgreSQL sweeper does it all).
+    retry_ladder: RetryLadder | None = None
+    # (psp, code) → retry category for failed create calls.
+    taxonomy: ErrorTaxonomy = field(default_factory=default_taxonomy)
+
+
+def _error_class(error: ConnectorError) -> str:
+    """The most specific class of the connector error tree the taxonomy knows ("" if none)."""
+    for kind in type(error).__mro__:
+        if kind.__name__ in ERROR_CLASSES:
+            return kind.__name__
+    return ""
 
 
 def _call_outcome(error: ConnectorError | None) -> str:
@@ -182,6 +210,7 @@ class PaymentService:
 
     async def _run_attempts(self, merchant_id: str, payment_id: str) -> Payment:
         """Call the PSP for the current attempt; fail over on errors that moved no money."""
+        retry_policy: RetryPolicy | None = None
         while True:
             async with self.deps.uow_factory() as uow:
                 payment = await uow.payments.get(merchant_id, payment_id)
@@ -207,6 +236,8 @@ class PaymentService:
             outcome_name = _call_outcome(error)
             await self.deps.router.record_call(attempt.connector, outcome_name)
             self.deps.observe_attempt(attempt.connector, outcome_name)
+            if error is not None and retry_policy is None:
+                retry_policy = await self._retry_policy(merchant_id)
             async with self.deps.uow_factory() as uow:
                 payment = await uow.payments.get(merchant_id, payment_id, for_update=True)
                 current = payment.attempts[attempt.number - 1]
@@ -215,9 +246,10 @@ class PaymentService:
                 retry = False
                 if error is None:
                     assert outcome is not None
-                    self._apply_create_result(payment, current, outcome)
+                    self._apply_create_result(uow, payment, current, outcome)
                 else:
-                    retry = self._apply_create_error(payment, current, error)
+                    assert retry_policy is not None
+                    retry = self._apply_create_error(uow, payment, current, error, retry_policy)
                 await uow.payments.save(payment)
                 await uow.commit()
             if not retry:
@@ -245,7 +277,14 @@ class PaymentService:
         except ConnectorError as exc:
             return None, exc, int((time.perf_counter() - started) * 1000)
 
-    def _apply_create_result(self, payment: Payment, attempt: Attempt,
+    async def _retry_policy(self, merchant_id: str) -> RetryPolicy:
+        """The merchant policy's retry settings, capped by TRIVENI_MAX_ATTEMPTS."""
+        policy = await self.deps.router.retry_policy(merchant_id)
+        return RetryPolicy(max_attempts=min(policy.max_attempts, self.deps.max_attempts),
+                           base_delay_seconds=policy.base_delay_seconds,
+                           max_delay_seconds=policy.max_delay_seconds)
+
+    def _apply_create_result(self, uow: UnitOfWork, payment: Payment, attempt: Attempt,
                              result: ConnectorPayment) -> None:
         attempt.connector_payment_id = result.connector_payment_id
         attempt.references = dict(result.references)
@@ -264,36 +303,96 @@ class PaymentService:
                          failure=failure, details={"attempt": attempt.number,
                                                    "raw_status": result.raw_status})
         self._schedule_sync(payment)
+        if self.deps.retry_ladder is not None and payment.status in _PENDING:
+            self._schedule_kafka(uow, payment, rung=self.deps.retry_ladder.first_pending_rung,
+                                 reason=f"{payment.status.value.lower()} after create")
 
-    def _apply_create_error(self, payment: Payment, attempt: Attempt,
-                            error: ConnectorError) -> bool:
-        """Record a failed create call; True when another attempt should be made."""
+    def classify(self, connector: str, error: ConnectorError) -> ErrorCategory:
+        """The taxonomy's retry category for a failed call to `connector`."""
+        routable = self.deps.accounts.get(connector)
+        psp = routable.account.psp if routable is not None else connector
+        return self.deps.taxonomy.classify(
+            psp, error.code, error_class=_error_class(error), http_status=error.http_status,
+        ).category
+
+    def _apply_create_error(self, uow: UnitOfWork, payment: Payment, attempt: Attempt,
+                            error: ConnectorError, retry_policy: RetryPolicy) -> bool:
+        """Record a failed create call and act on the taxonomy's retry decision; True when
+        another attempt should be made now."""
         actor = f"connector:{attempt.connector}"
-        attempt.error_code = error.code or type(error).__name__
+        category = self.classify(attempt.connector, error)
+        code = error.code or type(error).__name__
+        attempt.error_code = f"{category.value}:{code}"
         attempt.error_message = error.message[:500]
-        if isinstance(error, UnknownOutcome):
+        fallbacks = [c for c in payment.routing.fallbacks
+                     if c not in {a.connector for a in payment.attempts}]
+        decision = decide_retry(
+            category, len(payment.attempts), policy=retry_policy,
+            other_connectors_available=bool(fallbacks),
+            retry_after_seconds=error.retry_after_seconds if isinstance(error, RateLimited)
+            else None)
+        note = {"attempt": attempt.number, "connector": attempt.connector, "error": code,
+                "category": category.value, "action": decision.action.value,
+                "why": decision.reason}
+        if decision.action is RetryAction.SYNC_FIRST:
             # The PSP may have the payment: never fail over before status sync says otherwise.
             attempt.status = AttemptStatus.UNKNOWN
             payment.connector = attempt.connector
             apply_psp_status(payment, "PENDING", actor=actor,
-                             details={"attempt": attempt.number, "unknown_outcome": error.code})
+                             details={**note, "unknown_outcome": error.code})
             payment.next_sync_at = self.deps.clock() + self.deps.sync_policy.unknown_outcome_delay
+            self._schedule_kafka(uow, payment, rung=0, reason="unknown outcome of create")
             return False
         attempt.status = AttemptStatus.FAILED
-        fallbacks = [c for c in payment.routing.fallbacks
-                     if c not in {a.connector for a in payment.attempts}]
-        if not isinstance(error, Declined) and fallbacks and \
-                len(payment.attempts) < self.deps.max_attempts:
+        if decision.action is RetryAction.RETRY_OTHER_CONNECTOR:
             payment.new_attempt(fallbacks[0])
-            payment.record_note("payment.failover", actor=actor, details={
-                "from": attempt.connector, "to": fallbacks[0], "error": attempt.error_code})
+            payment.record_note("payment.failover", actor=actor,
+                                details={**note, "from": attempt.connector, "to": fallbacks[0]})
             return True
+        if decision.action is RetryAction.RETRY_SAME_LATER:
+            self._schedule_retry_same(uow, payment, attempt, decision, note, actor)
+            return False
         payment.next_sync_at = None
+        declined = category is ErrorCategory.DO_NOT_RETRY
         apply_psp_status(payment, "FAILED", actor=actor, failure=Failure(
-            "PSP_DECLINED" if isinstance(error, Declined) else "PSP_UNAVAILABLE",
+            "PSP_DECLINED" if declined else "PSP_UNAVAILABLE",
             attempt.error_message or "the payment service provider refused the payment"),
-            details={"attempt": attempt.number})
+            details=note)
         return False
+
+    def _schedule_retry_same(self, uow: UnitOfWork, payment: Payment, attempt: Attempt,
+                             decision: RetryDecision, note: dict[str, object],
+                             actor: str) -> None:
+        """The payment stays CREATED with its failed attempt current until the delay has
+        passed; the next sync (Kafka message, else the sweeper) makes a new attempt on the same
+        connector account."""
+        delay = max(decision.delay_seconds, 0.0)
+        payment.record_note("payment.retry_scheduled", actor=actor,
+                            details={**note, "delay_seconds": delay})
+        payment.next_sync_at = self.deps.clock() + timedelta(seconds=delay)
+        ladder = self.deps.retry_ladder
+        if ladder is not None:
+            self._schedule_kafka(uow, payment, rung=ladder.rung_for_delay(delay), delay=delay,
+                                 reason=f"retry on {attempt.connector}: {decision.reason}")
+
+    def _schedule_kafka(self, uow: UnitOfWork, payment: Payment, *, rung: int,
+                        reason: str, delay: float | None = None,
+                        supersedes: int | None = None) -> bool:
+        """Queue a Kafka status check (rung `rung`, or after `delay` seconds) and move the
+        sweeper's safety net behind it. False when Kafka retries are off or the tail has
+        passed."""
+        ladder = self.deps.retry_ladder
+        if ladder is None:
+            return False
+        now = self.deps.clock()
+        due = now + timedelta(seconds=ladder.delay(rung) if delay is None else delay)
+        if due > payment.created_at + ladder.tail:
+            return False
+        uow.sync_schedule.schedule(ScheduledSync(payment.id, rung, due, reason, supersedes))
+        safety = due + self.deps.sync_policy.kafka_grace
+        if payment.next_sync_at is None or payment.next_sync_at < safety:
+            payment.next_sync_at = safety
+        return True
 
     def _schedule_sync(self, payment: Payment) -> None:
         if payment.status in (PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING):
@@ -348,8 +447,13 @@ class PaymentService:
 
     # ---- sync --------------------------------------------------------------------------
 
-    async def sync(self, merchant_id: str | None, payment_id: str, *, actor: str) -> Payment:
-        """Ask the PSP about the current attempt now and apply what it says."""
+    async def sync(self, merchant_id: str | None, payment_id: str, *, actor: str,
+                   retry: SyncMessage | None = None) -> Payment:
+        """Ask the PSP about the current attempt now and apply what it says.
+
+        `retry`: the Kafka retry message this sync answers; while the payment stays pending,
+        the next rung is scheduled in the transaction that stores the result.
+        """
         async with self.deps.uow_factory() as uow:
             payment = (await uow.payments.get(merchant_id, payment_id) if merchant_id
                        else await uow.payments.get_any(payment_id))
@@ -360,6 +464,9 @@ class PaymentService:
         attempt = payment.current_attempt
         if attempt is None:
             return payment
+        if attempt.status == AttemptStatus.FAILED and payment.status == PaymentStatus.CREATED:
+            # A retry on the same account was scheduled (RETRY_SAME_LATER): its time has come.
+            return await self._retry_same_connector(payment.merchant_id, payment_id, actor=actor)
         routable = self.deps.accounts.get(attempt.connector)
         if routable is None:
             return payment
@@ -373,22 +480,94 @@ class PaymentService:
                                                      "error": type(exc).__name__})
             async with self.deps.uow_factory() as uow:
                 payment = await uow.payments.get(payment.merchant_id, payment_id, for_update=True)
-                retry = self._after_failed_sync(payment, payment.attempts[attempt.number - 1], exc)
+                resend = self._after_failed_sync(payment, payment.attempts[attempt.number - 1],
+                                                 exc)
+                if retry is not None and not resend:
+                    self._continue_chain(uow, payment, retry, actor=actor)
                 await uow.payments.save(payment)
                 await uow.commit()
-            if retry:
+            if resend:
                 return await self._run_attempts(payment.merchant_id, payment_id)
             return payment
         async with self.deps.uow_factory() as uow:
             payment = await uow.payments.get(payment.merchant_id, payment_id, for_update=True)
             current = payment.attempts[attempt.number - 1]
             self._apply_sync_result(payment, current, result, actor=actor)
+            if retry is not None:
+                self._continue_chain(uow, payment, retry, actor=actor)
             await uow.payments.save(payment)
             await uow.commit()
         if payment.status == PaymentStatus.CREATED and payment.current_attempt and \
                 payment.current_attempt.status == AttemptStatus.PENDING:
             return await self._run_attempts(payment.merchant_id, payment_id)
         return payment
+
+    async def _retry_same_connector(self, merchant_id: str, payment_id: str, *,
+                                    actor: str) -> Payment:
+        """Make the scheduled new attempt on the account whose last attempt failed."""
+        async with self.deps.uow_factory() as uow:
+            payment = await uow.payments.get(merchant_id, payment_id, for_update=True)
+            failed = payment.current_attempt
+            if payment.status != PaymentStatus.CREATED or failed is None or \
+                    failed.status != AttemptStatus.FAILED:
+                return payment  # another worker got here first
+            attempt = payment.new_attempt(failed.connector)
+            payment.record_note("payment.retry_started", actor=actor, details={
+                "attempt": attempt.number, "connector": attempt.connector})
+            payment.next_sync_at = self.deps.clock() + self.deps.sync_policy.unknown_outcome_delay
+            await uow.payments.save(payment)
+            await uow.commit()
+        return await self._run_attempts(merchant_id, payment_id)
+
+    def _continue_chain(self, uow: UnitOfWork, payment: Payment, retry: SyncMessage, *,
+                        actor: str) -> None:
+        """Schedule the next rung while the payment is pending; past the tail, dead-letter the
+        chain and expire a checkout nobody completed."""
+        ladder = self.deps.retry_ladder
+        if ladder is None or payment.status not in _PENDING:
+            return
+        if self._schedule_kafka(uow, payment, rung=retry.attempt + 1, supersedes=retry.ticket,
+                                reason=f"still {payment.status.value.lower()}"):
+            return
+        reason = (f"still {payment.status.value} when the {ladder.tail} status-sync tail "
+                  "ended")
+        uow.sync_schedule.dead_letter(payment.id, _dead_letter_body(retry, reason, payment))
+        payment.record_note("sync.dead_lettered", actor=actor, details={
+            "reason": reason, "ticket": retry.ticket, "attempt": retry.attempt})
+        if payment.status == PaymentStatus.REQUIRES_ACTION:
+            payment.transition(PaymentStatus.EXPIRED, actor=actor, failure=Failure(
+                "CHECKOUT_EXPIRED", "the customer did not complete the payment in time"))
+        payment.next_sync_at = None
+
+    async def run_scheduled_sync(self, message: SyncMessage, *, actor: str) -> str:
+        """Act on one Kafka retry message: "dropped_final" (the payment is final: nothing to
+        do), "dropped_stale" (a newer message superseded it, or it was redelivered) or
+        "synced". Raises NotFound for an unknown payment."""
+        async with self.deps.uow_factory() as uow:
+            payment = await uow.payments.get_any(message.payment_id)
+            if payment is None:
+                raise NotFound(f"payment {message.payment_id} not found")
+            if payment.status not in _PENDING:
+                await uow.sync_schedule.forget(payment.id)
+                await uow.commit()
+                return "dropped_final"
+            if await uow.sync_schedule.ticket(payment.id) != message.ticket:
+                return "dropped_stale"
+        await self.sync(None, message.payment_id, actor=actor, retry=message)
+        return "synced"
+
+    async def dead_letter_sync(self, key: str, body: dict[str, object], *,
+                               actor: str) -> None:
+        """Send a retry message the worker cannot process to payments.dlq (via the outbox),
+        noting it on the payment when there is one."""
+        async with self.deps.uow_factory() as uow:
+            payment = await uow.payments.get_any(key, for_update=True) if key else None
+            uow.sync_schedule.dead_letter(key or "unknown", body)
+            if payment is not None:
+                payment.record_note("sync.dead_lettered", actor=actor, details={
+                    "reason": str(body.get("reason", ""))[:500]})
+                await uow.payments.save(payment)
+            await uow.commit()
 
     async def _sync_refunds(self, payment: Payment, *, actor: str) -> Payment:
         """Ask the PSP about each pending refund and settle those it reports final."""
@@ -461,3 +640,9 @@ class PaymentService:
         payment.record_note("sync.failed", actor="worker:sync", details={
             "error": type(error).__name__, "code": error.code})
         return False
+
+
+def _dead_letter_body(retry: SyncMessage, reason: str, payment: Payment) -> dict[str, object]:
+    return {"payment_id": payment.id, "merchant_id": payment.merchant_id, "reason": reason,
+            "status": payment.status.value, "ticket": retry.ticket, "attempt": retry.attempt,
+            "due_at": retry.due_at.isoformat(), "created_at": payment.created_at.isoformat()}

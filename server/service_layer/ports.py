@@ -10,7 +10,9 @@ from typing import Any, Protocol, Self
 
 from server.connectors.base import Connector, ConnectorAccount, Transport
 from server.domain.payment import FraudSummary, Payment, RoutingSummary
+from server.domain.routing import RetryPolicy
 from server.service_layer.commands import ListPayments
+from server.service_layer.sync_schedule import SyncScheduleRepository
 
 __all__ = [
     "AccountDirectory",
@@ -45,6 +47,12 @@ class UnitOfWork(Protocol):
 
     @property
     def conn(self) -> object: ...
+
+    @property
+    def sync_schedule(self) -> SyncScheduleRepository:
+        """Kafka status-sync messages, written to the outbox at commit."""
+        ...
+
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None: ...
@@ -74,6 +82,9 @@ class Router(Protocol):
         ...
     async def record_result(self, connector: str, method: str, *, success: bool) -> None:
         """A payment's final outcome on `connector` (success-rate window)."""
+        ...
+    async def retry_policy(self, merchant_id: str) -> RetryPolicy:
+        """The merchant's smart-retry settings (their routing policy's `retry` section)."""
         ...
 
 

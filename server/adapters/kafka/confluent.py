@@ -291,12 +291,46 @@ class ConfluentConsumer:
         await self._worker.run(self._close_client)
         self._worker.shutdown()
 
+    async def assignment(self) -> set[TopicPartition]:
+        assigned: set[TopicPartition] = await self._call(self._assignment)
+        return assigned
+
+    async def hold(self, partition: TopicPartition, offset: int) -> None:
+        await self._call(self._hold, partition, offset)
+
+    async def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        await self._call(self._resume, list(partitions))
+
     async def _call(self, func: Any, *args: Any) -> Any:
         if self._closed:
             raise RuntimeError("consumer is closed")
         return await self._worker.run(func, *args)
 
     # --- in the consumer thread ------------------------------------------------------------
+    def _assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._client().assignment()}
+
+    def _hold(self, partition: TopicPartition, offset: int) -> None:
+        consumer = self._client()
+        if partition not in self._assignment():
+            return
+        try:
+            consumer.pause([ConfluentTopicPartition(partition.topic, partition.partition)])
+            consumer.seek(ConfluentTopicPartition(partition.topic, partition.partition, offset))
+        except KafkaException as exc:
+            raise DependencyUnavailable("kafka", _describe(exc)) from exc
+
+    def _resume(self, partitions: list[TopicPartition]) -> None:
+        consumer = self._client()
+        assigned = self._assignment()
+        held = [ConfluentTopicPartition(p.topic, p.partition) for p in partitions
+                if p in assigned]
+        if held:
+            try:
+                consumer.resume(held)
+            except KafkaException as exc:
+                raise DependencyUnavailable("kafka", _describe(exc)) from exc
+
     def _client(self) -> Consumer:
         if self._consumer is None:
             consumer = Consumer({

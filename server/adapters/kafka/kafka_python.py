@@ -279,12 +279,41 @@ class KafkaPythonConsumer:
         await self._worker.run(self._close_client)
         self._worker.shutdown()
 
+    async def assignment(self) -> set[TopicPartition]:
+        assigned: set[TopicPartition] = await self._call(self._assignment)
+        return assigned
+
+    async def hold(self, partition: TopicPartition, offset: int) -> None:
+        await self._call(self._hold, partition, offset)
+
+    async def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        await self._call(self._resume, list(partitions))
+
     async def _call(self, func: Any, *args: Any) -> Any:
         if self._closed:
             raise RuntimeError("consumer is closed")
         return await self._worker.run(func, *args)
 
     # --- in the consumer thread ------------------------------------------------------------
+    def _assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._client().assignment()}
+
+    def _hold(self, partition: TopicPartition, offset: int) -> None:
+        consumer = self._client()
+        tp = KafkaTopicPartition(partition.topic, partition.partition)
+        if tp not in consumer.assignment():
+            return
+        consumer.pause(tp)
+        consumer.seek(tp, offset)
+
+    def _resume(self, partitions: list[TopicPartition]) -> None:
+        consumer = self._client()
+        assigned = consumer.assignment()
+        held = [tp for tp in (KafkaTopicPartition(p.topic, p.partition) for p in partitions)
+                if tp in assigned]
+        if held:
+            consumer.resume(*held)
+
     def _client(self) -> KafkaConsumer:
         if self._consumer is None:
             try:

@@ -14,7 +14,9 @@ Delivery contract of `EventProducer.publish_batch`:
   delivery is at least once and consumers dedupe (by the `event_id` header for our events).
 
 `EventConsumer` is a consumer-group member with manual commits: commit only what the caller
-has made durable; anything uncommitted is delivered again after a restart or rebalance.
+has made durable; anything uncommitted is delivered again after a restart or rebalance. `hold`
+(pause + rewind) and `resume` let a consumer wait for a delayed message without blocking the
+group's heartbeats (the retry topics).
 """
 
 from __future__ import annotations
@@ -177,6 +179,20 @@ class EventConsumer(Protocol):
 
     async def lag(self) -> dict[TopicPartition, int]:
         """Per assigned partition: log end offset minus committed offset (never negative)."""
+        ...
+
+    async def assignment(self) -> set[TopicPartition]:
+        """The partitions this member holds now (empty before the first poll joins)."""
+        ...
+
+    async def hold(self, partition: TopicPartition, offset: int) -> None:
+        """Pause `partition` and rewind it to `offset`: poll returns nothing from it until
+        `resume`, then starts again at `offset`. Keep calling poll meanwhile (it keeps the
+        membership alive). A partition no longer assigned is ignored."""
+        ...
+
+    async def resume(self, partitions: Sequence[TopicPartition]) -> None:
+        """Undo `hold` for `partitions` (those no longer assigned are ignored)."""
         ...
 
     async def close(self) -> None:

@@ -27,6 +27,8 @@ def hash_api_key(api_key: str) -> str:
 class Principal:
     merchant_id: str
     key_id: str
+    # Admin keys may change platform-wide routing state (RoutingService writes).
+    is_admin: bool = False
 
     @property
     def actor(self) -> str:
@@ -41,8 +43,11 @@ class MerchantStore:
         self._cache_seconds = cache_seconds
 
     async def create_merchant(self, name: str, *, merchant_id: str | None = None,
-                              api_key: str | None = None, env: str = "test") -> tuple[str, str]:
-        """Create a merchant (or reuse `merchant_id`) with a new API key; returns (id, key)."""
+                              api_key: str | None = None, env: str = "test",
+                              admin: bool = False) -> tuple[str, str]:
+        """Create a merchant (or reuse `merchant_id`) with a new API key; returns (id, key).
+
+        `admin` flags the key as an admin key (an existing key is only ever promoted)."""
         merchant_id = merchant_id or new_id("mer")
         api_key = api_key or f"trv_{env}_{secrets.token_urlsafe(32)}"
         async with postgres_errors_as_unavailable(), self._pool.connection() as conn:
@@ -50,9 +55,10 @@ class MerchantStore:
                 "INSERT INTO merchants (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
                 (merchant_id, name))
             await conn.execute(
-                "INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (key_hash) DO NOTHING",
-                (new_id("key"), merchant_id, hash_api_key(api_key), api_key[:12]))
+                "INSERT INTO api_keys (id, merchant_id, key_hash, prefix, is_admin)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (key_hash) DO UPDATE"
+                " SET is_admin = api_keys.is_admin OR EXCLUDED.is_admin",
+                (new_id("key"), merchant_id, hash_api_key(api_key), api_key[:12], admin))
         return merchant_id, api_key
 
     async def authenticate(self, api_key: str) -> Principal:
@@ -66,10 +72,11 @@ class MerchantStore:
         else:
             async with postgres_errors_as_unavailable(), self._pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT id, merchant_id FROM api_keys WHERE key_hash = %s"
+                    "SELECT id, merchant_id, is_admin FROM api_keys WHERE key_hash = %s"
                     " AND revoked_at IS NULL", (digest,))
                 row = await cur.fetchone()
-            principal = Principal(str(row["merchant_id"]), str(row["id"])) if row else None
+            principal = Principal(str(row["merchant_id"]), str(row["id"]),
+                                  bool(row["is_admin"])) if row else None
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (principal, now + self._cache_seconds)

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from server.adapters.payment_metrics import observe_committed
 from server.adapters.postgres.payments import PostgresPaymentRepository
 from server.adapters.postgres.pool import Conn, postgres_errors_as_unavailable
+from server.adapters.postgres.sync_schedule import PostgresSyncSchedule
 from server.adapters.protobuf import event_to_proto
 from server.domain.payment import Payment, StateChange
 
@@ -49,6 +50,7 @@ class PostgresUnitOfWork:
             self._conn = await self._pool.getconn()
         self._committed = False
         self.payments = PostgresPaymentRepository(self._conn)
+        self.sync_schedule = PostgresSyncSchedule(self._conn)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -65,7 +67,8 @@ class PostgresUnitOfWork:
             await self._pool.putconn(conn)
 
     async def commit(self) -> None:
-        """Drain recorded changes into audit_log + outbox (+ NOTIFY), then COMMIT."""
+        """Drain recorded changes into audit_log + outbox (+ NOTIFY), and the queued retry /
+        dead-letter messages into the outbox, then COMMIT."""
         conn = self.conn
         async with postgres_errors_as_unavailable():
             audit_rows: list[tuple[object, ...]] = []
@@ -85,7 +88,8 @@ class PostgresUnitOfWork:
                     await cur.executemany(_INSERT_OUTBOX, outbox_rows)
                 for payload in notify:
                     await cur.execute("SELECT pg_notify(%s, %s)", (PAYMENT_CHANNEL, payload))
-                if outbox_rows:
+                scheduled = await self.sync_schedule.flush()
+                if outbox_rows or scheduled:
                     await cur.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
             await conn.commit()
         self._committed = True

@@ -22,9 +22,11 @@ from starlette.routing import Route
 
 from server.adapters.kafka.factory import settings_from_env
 from server.adapters.metrics import metrics_response
+from server.entrypoints.workers.connector_health import run_connector_health_export
 from server.entrypoints.workers.merchant_notifier import NotifierOptions, run_merchant_notifier
 from server.entrypoints.workers.relay import relay_options_from_env, run_relay
 from server.entrypoints.workers.status_sync import StatusSyncWorker
+from server.entrypoints.workers.sync_retry import run_sync_retry_for
 
 if TYPE_CHECKING:
     from server.bootstrap import App
@@ -40,6 +42,7 @@ class WorkerSet:
     relay: bool = True
     status_sync: bool = True
     notifications: bool = True
+    sync_retry: bool = True  # Kafka status-sync retry consumers (payments.retry.*)
 
 
 async def run_workers(app: App, stop: asyncio.Event, which: WorkerSet | None = None) -> None:
@@ -50,6 +53,11 @@ async def run_workers(app: App, stop: asyncio.Event, which: WorkerSet | None = N
     if which.status_sync:
         tasks.append(asyncio.create_task(
             StatusSyncWorker(app.pool, app.payments).run_forever(stop), name="status-sync"))
+        tasks.append(asyncio.create_task(
+            run_connector_health_export(app.router, stop), name="connector-health"))
+    if which.sync_retry and settings.kafka_bootstrap and app.payments.deps.retry_ladder:
+        tasks.append(asyncio.create_task(
+            run_sync_retry_for(settings, app.payments, stop), name="sync-retry"))
     relay_pool: AsyncConnectionPool[Any] | None = None
     if which.relay and settings.kafka_bootstrap:
         relay_pool = AsyncConnectionPool(

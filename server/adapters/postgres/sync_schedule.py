@@ -1,0 +1,99 @@
+"""The Kafka status-sync schedule inside a unit of work: retry and dead-letter messages are
+written to the outbox in the transaction that decided them (the relay publishes any topic).
+
+Each payment has one row in `payment_sync_schedule` whose `ticket` is bumped by every
+scheduled message; the message carries its ticket, so the consumer can tell the live message
+from superseded or redelivered ones. The topic is the ladder rung's
+(`payments.retry.5s/30s/5m/1h`; rungs past the last reuse `payments.retry.1h`), the key the
+payment id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Final
+
+from server.adapters.kafka.topics import PAYMENTS_DLQ, PAYMENTS_RETRY
+from server.adapters.postgres.pool import Conn, postgres_errors_as_unavailable
+from server.domain.ids import new_id
+from server.domain.payment import utcnow
+from server.service_layer.sync_schedule import ScheduledSync, SyncMessage
+
+__all__ = ["SYNC_DEAD_LETTER_EVENT", "SYNC_DUE_EVENT", "PostgresSyncSchedule", "retry_topic"]
+
+SYNC_DUE_EVENT: Final = "payment.sync_due"
+SYNC_DEAD_LETTER_EVENT: Final = "payment.sync_dead_lettered"
+
+_BUMP = """
+INSERT INTO payment_sync_schedule AS s (payment_id, ticket, attempt, due_at)
+VALUES (%(payment_id)s, 1, %(attempt)s, %(due_at)s)
+ON CONFLICT (payment_id) DO UPDATE
+SET ticket = s.ticket + 1, attempt = EXCLUDED.attempt, due_at = EXCLUDED.due_at,
+    updated_at = now()
+WHERE %(supersedes)s::bigint IS NULL OR s.ticket = %(supersedes)s::bigint
+RETURNING ticket
+"""
+_OUTBOX = (
+    "INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def retry_topic(rung: int) -> str:
+    """The retry topic holding messages of ladder rung `rung`."""
+    return PAYMENTS_RETRY[min(max(rung, 0), len(PAYMENTS_RETRY) - 1)][1]
+
+
+class PostgresSyncSchedule:
+    """`SyncScheduleRepository` on one unit of work's connection."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+        self._scheduled: list[ScheduledSync] = []
+        self._dead: list[tuple[str, dict[str, object]]] = []
+
+    def schedule(self, request: ScheduledSync) -> None:
+        self._scheduled.append(request)
+
+    def dead_letter(self, key: str, body: Mapping[str, object]) -> None:
+        self._dead.append((key, dict(body)))
+
+    async def ticket(self, payment_id: str) -> int | None:
+        async with postgres_errors_as_unavailable():
+            cur = await self._conn.execute(
+                "SELECT ticket FROM payment_sync_schedule WHERE payment_id = %s", (payment_id,))
+            row = await cur.fetchone()
+        return int(str(row["ticket"])) if row else None
+
+    async def forget(self, payment_id: str) -> None:
+        async with postgres_errors_as_unavailable():
+            await self._conn.execute(
+                "DELETE FROM payment_sync_schedule WHERE payment_id = %s", (payment_id,))
+
+    async def flush(self) -> int:
+        """Write what was queued (inside the caller's transaction); returns outbox rows added."""
+        rows: list[tuple[object, ...]] = []
+        now = utcnow()
+        async with self._conn.cursor() as cur:
+            for request in self._scheduled:
+                await cur.execute(_BUMP, {
+                    "payment_id": request.payment_id, "attempt": request.attempt,
+                    "due_at": request.due_at, "supersedes": request.supersedes})
+                bumped = await cur.fetchone()
+                if bumped is None:
+                    continue  # superseded meanwhile: the newer message carries on
+                message = SyncMessage(request.payment_id, int(str(bumped["ticket"])),
+                                      request.attempt, request.due_at, request.reason)
+                rows.append((new_id("evt"), retry_topic(request.attempt), request.payment_id,
+                             SYNC_DUE_EVENT, message.encode(), now))
+            for key, body in self._dead:
+                payload = json.dumps(body, default=str, separators=(",", ":")).encode()
+                rows.append((new_id("evt"), PAYMENTS_DLQ, key, SYNC_DEAD_LETTER_EVENT, payload,
+                             now))
+            if rows:
+                await cur.executemany(_OUTBOX, rows)
+        self._scheduled.clear()
+        self._dead.clear()
+        return len(rows)
+
