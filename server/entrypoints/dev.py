@@ -92,7 +92,7 @@ async def _run(settings: Settings) -> None:
 
 
 def run_dev() -> None:
-    from server.devstack import start_dev_services
+    from server.devstack import FAST_CONSUMER_GROUP_SETTINGS, start_dev_services
 
     settings = load_settings()
     configure_logging(settings.log_level, "console" if os.environ.get(
@@ -107,6 +107,11 @@ def run_dev() -> None:
         for name, value in services.as_env().items():
             os.environ[name] = value
         os.environ.setdefault("TRIVENI_ALLOW_UNSIGNED_WEBHOOKS", "true")
+        # Merchant webhook endpoints on this machine (http://127.0.0.1:…) for trying them out.
+        os.environ.setdefault("TRIVENI_ALLOW_PRIVATE_WEBHOOK_URLS", "true")
+        if not settings.kafka_bootstrap:  # embedded Tansu: the notifier's group forms in ~3 s
+            for option, millis in FAST_CONSUMER_GROUP_SETTINGS.items():
+                os.environ.setdefault(f"KAFKA_{option.upper()}", str(millis))
         settings = load_settings()
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(settings))
