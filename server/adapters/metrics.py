@@ -215,8 +215,8 @@ WEBHOOKS_RECEIVED: Final = Counter(
 )
 MERCHANT_WEBHOOK_DELIVERIES: Final = Counter(
     "triveni_merchant_webhook_deliveries_total",
-    "Notifications sent to merchants' webhook endpoints, by result: delivered, failed, retried "
-    "(scheduled on a merchant.webhooks.retry.* topic), dead_lettered (merchant.webhooks.dlq).",
+    "Merchant webhook attempts by result: delivered (2xx), failed (any other outcome), retried "
+    "(another attempt scheduled), dead_lettered (schedule exhausted; merchant.webhooks.dlq).",
     ["result"],
 )
 
