@@ -315,3 +315,10 @@ async def test_webhook_deliveries_degrade_to_none_without_the_table(
         assert detail.webhook_deliveries is None
     else:
         assert isinstance(detail.webhook_deliveries, list)
+
+
+async def test_a_login_form_with_unexpected_fields_is_a_400(client: httpx.AsyncClient) -> None:
+    response = await client.post("/dashboard/login",
+                                 content=b"a=1&b=2&c=3&d=4&e=5&api_key=x",
+                                 headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400 and "set-cookie" not in response.headers

@@ -200,7 +200,10 @@ def build_dashboard_routes(config: DashboardConfig) -> list[BaseRoute]:
         body = await _read_limited(request, _MAX_LOGIN_BYTES)
         if body is None:
             return page("login.html", 413, error="Request too large.")
-        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=4)
+        except ValueError:  # more fields than a login form has
+            return page("login.html", 400, error="Unexpected form fields.")
         api_key = (fields.get("api_key") or [""])[0].strip()
         try:
             principal = await config.merchants.authenticate(api_key)
