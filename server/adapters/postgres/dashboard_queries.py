@@ -218,9 +218,11 @@ SELECT id, action, actor, before_status, after_status, details, created_at
  LIMIT {_AUDIT_LIMIT}
 """
 
+# Resolved through search_path exactly like the unqualified name in the query that follows;
+# no rows when the table does not exist.
 _DELIVERY_COLUMNS_SQL = """
-SELECT column_name FROM information_schema.columns
- WHERE table_schema = current_schema() AND table_name = 'webhook_deliveries'
+SELECT attname AS column_name FROM pg_attribute
+ WHERE attrelid = to_regclass('webhook_deliveries') AND attnum > 0 AND NOT attisdropped
 """
 
 
