@@ -1258,7 +1258,8 @@ def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> dict[str, An
             sources.trees[name] = pid
 
     profilers: list[tuple[int, subprocess.Popen[bytes]]] = []
-    profile_dir = args.profile_dir or Path(tempfile.mkdtemp(prefix="triveni-bench-profile-"))
+    profile_dir: Path = args.profile_dir or Path(tempfile.gettempdir()) / (
+        f"triveni-bench-profile-{run_id}")  # created only with --profile
 
     statements: dict[str, Any] = {}
 
