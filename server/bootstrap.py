@@ -96,6 +96,7 @@ class App:
     closers: list[object] = field(default_factory=list)
     routing_admin: RoutingAdmin | None = None  # RoutingService
     policy_cache: PolicyCache | None = None  # per-merchant routing policies (LISTEN)
+    extra_pools: list[AsyncConnectionPool[Conn]] = field(default_factory=list)
 
     async def readiness(self) -> dict[str, bool]:
         checks = {"postgres": False, "redis": False}
@@ -114,6 +115,8 @@ class App:
     async def close(self) -> None:
         if self.policy_cache is not None:
             await self.policy_cache.stop()
+        for extra in self.extra_pools:
+            await extra.close()
         await self.feed.stop()
         await self.executor.aclose()
         await self.redis.aclose()
@@ -181,8 +184,11 @@ async def build_app(settings: Settings) -> App:
                            metrics=_fraud_metrics())
     policy = load_policy(settings.routing_file, settings.premium_threshold_minor, accounts)
     stored_policies = PostgresRoutingPolicies(pool)
+    # Policy lookups happen while a payment's transaction holds a connection of the main pool:
+    # they get a pool of their own, or a full main pool would wait on itself (deadlock).
+    policy_pool = await create_pool(postgres_url, min_size=1, max_size=2)
     policy_cache = PolicyCache(
-        stored_policies, postgres_url, policy,
+        PostgresRoutingPolicies(policy_pool), postgres_url, policy,
         lambda document, known: merchant_policy(document, known, policy),
         [a.name for a in accounts], ttl_seconds=settings.routing_policy_ttl_seconds)
     policy_cache.start()
@@ -213,5 +219,5 @@ async def build_app(settings: Settings) -> App:
             global_document=load_policy_document(settings.routing_file,
                                                  settings.premium_threshold_minor),
             on_policy_saved=policy_cache.invalidate),
-        policy_cache=policy_cache,
+        policy_cache=policy_cache, extra_pools=[policy_pool],
     )
