@@ -170,7 +170,7 @@ class PaymentService:
             payment.next_sync_at = self.deps.clock() + self.deps.sync_policy.unknown_outcome_delay
             await uow.payments.add(payment)
             await uow.commit()
-        return await self._run_attempts(payment.merchant_id, payment.id)
+        return await self._run_attempts(payment.merchant_id, payment.id, committed=payment)
 
     async def _replay(self, uow: UnitOfWork, merchant_id: str, existing: tuple[str, str],
                       fingerprint: str) -> Payment:
@@ -208,12 +208,19 @@ class PaymentService:
             await uow.commit()
             return payment
 
-    async def _run_attempts(self, merchant_id: str, payment_id: str) -> Payment:
-        """Call the PSP for the current attempt; fail over on errors that moved no money."""
+    async def _run_attempts(self, merchant_id: str, payment_id: str,
+                            committed: Payment | None = None) -> Payment:
+        """Call the PSP for the current attempt; fail over on errors that moved no money.
+
+        `committed` is the payment exactly as just committed by the caller (saves a re-read).
+        """
         retry_policy: RetryPolicy | None = None
         while True:
-            async with self.deps.uow_factory() as uow:
-                payment = await uow.payments.get(merchant_id, payment_id)
+            if committed is not None:
+                payment, committed = committed, None
+            else:
+                async with self.deps.uow_factory() as uow:
+                    payment = await uow.payments.get(merchant_id, payment_id)
             attempt = payment.current_attempt
             if attempt is None or attempt.status != AttemptStatus.PENDING or \
                     attempt.connector_payment_id or \

@@ -17,6 +17,7 @@ from server.adapters.postgres.rows import (
     refund_params,
 )
 from server.domain.payment import Payment
+from server.domain.status import PaymentStatus
 from server.errors import NotFound, PermissionDenied, ValidationError
 from server.service_layer.commands import ListPayments
 
@@ -62,19 +63,27 @@ ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status,
 """
 
 
+# Refunds exist only once a payment has succeeded; other payments skip that query.
+_MAY_HAVE_REFUNDS = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED,
+                               PaymentStatus.REFUNDED})
+
+
 class PostgresPaymentRepository:
     """Works inside the caller's transaction (the unit of work owns commit/rollback)."""
 
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
         self.seen: dict[str, Payment] = {}
+        self.wrote = False  # any INSERT/UPDATE issued (the unit of work must not COMMIT blind)
 
     async def add(self, payment: Payment) -> None:
+        self.wrote = True
         await self._conn.execute(_INSERT_PAYMENT, payment_params(payment))
         await self._write_children(payment)
         self.seen[payment.id] = payment
 
     async def save(self, payment: Payment) -> None:
+        self.wrote = True
         await self._conn.execute(_UPDATE_PAYMENT, payment_params(payment))
         await self._write_children(payment)
         self.seen[payment.id] = payment
@@ -108,9 +117,11 @@ class PostgresPaymentRepository:
         cur = await self._conn.execute(
             "SELECT * FROM payment_attempts WHERE payment_id = %s ORDER BY number", (payment_id,))
         payment.attempts = [attempt_from_row(r) for r in await cur.fetchall()]
-        cur = await self._conn.execute(
-            "SELECT * FROM refunds WHERE payment_id = %s ORDER BY created_at, id", (payment_id,))
-        payment.refunds = [refund_from_row(r) for r in await cur.fetchall()]
+        if payment.status in _MAY_HAVE_REFUNDS:
+            cur = await self._conn.execute(
+                "SELECT * FROM refunds WHERE payment_id = %s ORDER BY created_at, id",
+                (payment_id,))
+            payment.refunds = [refund_from_row(r) for r in await cur.fetchall()]
         self.seen[payment.id] = payment
         return payment
 
@@ -161,6 +172,7 @@ class PostgresPaymentRepository:
         its row: PostgreSQL, not an in-memory lock, makes "one key → one payment" true across
         processes.
         """
+        self.wrote = True
         cur = await self._conn.execute(
             "INSERT INTO idempotency_records (merchant_id, operation, idempotency_key,"
             " request_hash, resource_id) VALUES (%s, %s, %s, %s, %s)"

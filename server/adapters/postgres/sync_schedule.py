@@ -52,6 +52,12 @@ class PostgresSyncSchedule:
         self._conn = conn
         self._scheduled: list[ScheduledSync] = []
         self._dead: list[tuple[str, dict[str, object]]] = []
+        self._deleted = False
+
+    @property
+    def pending(self) -> bool:
+        """Writes queued or made (the unit of work then must not end with a blind COMMIT)."""
+        return bool(self._scheduled or self._dead or self._deleted)
 
     def schedule(self, request: ScheduledSync) -> None:
         self._scheduled.append(request)
@@ -67,6 +73,7 @@ class PostgresSyncSchedule:
         return int(str(row["ticket"])) if row else None
 
     async def forget(self, payment_id: str) -> None:
+        self._deleted = True
         async with postgres_errors_as_unavailable():
             await self._conn.execute(
                 "DELETE FROM payment_sync_schedule WHERE payment_id = %s", (payment_id,))

@@ -49,6 +49,7 @@ class PostgresUnitOfWork:
         async with postgres_errors_as_unavailable():
             self._conn = await self._pool.getconn()
         self._committed = False
+        self._receipts_written = False
         self.payments = PostgresPaymentRepository(self._conn)
         self.sync_schedule = PostgresSyncSchedule(self._conn)
         return self
@@ -60,11 +61,19 @@ class PostgresUnitOfWork:
             return
         try:
             if not self._committed and not conn.closed:
-                await conn.rollback()
+                if exc_type is None and not self._wrote():
+                    # Read-only: COMMIT ends it as well, and unlike ROLLBACK it keeps psycopg's
+                    # prepared statements (a ROLLBACK makes it DEALLOCATE them all).
+                    await conn.commit()
+                else:
+                    await conn.rollback()
         except Exception:
             pass
         finally:
             await self._pool.putconn(conn)
+
+    def _wrote(self) -> bool:
+        return self.payments.wrote or self._receipts_written or self.sync_schedule.pending
 
     async def commit(self) -> None:
         """Drain recorded changes into audit_log + outbox (+ NOTIFY), and the queued retry /
@@ -81,16 +90,20 @@ class PostgresUnitOfWork:
                         outbox_rows.append(_outbox_row(change, payment))
                 if payment.changes:
                     notify.append(f"{payment.id}:{payment.version}")
-            async with conn.cursor() as cur:
+            # One pipelined round trip for the rows and the notifications, then COMMIT.
+            async with conn.pipeline(), conn.cursor() as cur:
                 if audit_rows:
                     await cur.executemany(_INSERT_AUDIT, audit_rows)
                 if outbox_rows:
                     await cur.executemany(_INSERT_OUTBOX, outbox_rows)
-                for payload in notify:
-                    await cur.execute("SELECT pg_notify(%s, %s)", (PAYMENT_CHANNEL, payload))
                 scheduled = await self.sync_schedule.flush()
+                channels = [(PAYMENT_CHANNEL, payload) for payload in notify]
                 if outbox_rows or scheduled:
-                    await cur.execute("SELECT pg_notify(%s, '')", (OUTBOX_CHANNEL,))
+                    channels.append((OUTBOX_CHANNEL, ""))
+                if channels:
+                    await cur.execute(
+                        "SELECT " + ", ".join("pg_notify(%s, %s)" for _ in channels),
+                        [value for pair in channels for value in pair])
             await conn.commit()
         self._committed = True
         for payment in self.payments.seen.values():
@@ -101,6 +114,7 @@ class PostgresUnitOfWork:
     async def record_webhook_receipt(self, account: str, dedupe_id: str, payment_id: str) -> bool:
         """False when this delivery was already applied (a duplicate): the caller does nothing."""
         async with postgres_errors_as_unavailable():
+            self._receipts_written = True
             cur = await self.conn.execute(
                 "INSERT INTO webhook_receipts (account, dedupe_id, payment_id) VALUES (%s, %s, %s)"
                 " ON CONFLICT DO NOTHING RETURNING dedupe_id", (account, dedupe_id, payment_id))
