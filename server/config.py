@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(
         10.0, gt=0, le=60, validation_alias="TRIVENI_WEBHOOK_TIMEOUT_SECONDS")
     run_merchant_notifier: bool = Field(True, validation_alias="TRIVENI_RUN_MERCHANT_NOTIFIER")
+    merchant_notifier_group: str = Field("triveni-merchant-notifier",
+                                         validation_alias="TRIVENI_MERCHANT_NOTIFIER_GROUP")
 
     # Development conveniences, refused in production.
     dev_api_key: SecretStr = Field(SecretStr(""), validation_alias="TRIVENI_DEV_API_KEY")

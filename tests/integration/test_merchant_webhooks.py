@@ -246,6 +246,20 @@ async def test_another_merchants_endpoint_and_deliveries_are_out_of_reach(stack:
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+async def test_a_merchant_can_have_at_most_sixteen_endpoints(stack: Stack) -> None:
+    merchant = await new_merchant(stack)
+    created = [await merchant.create_endpoint(f"http://127.0.0.1:9/hooks/{n}")
+               for n in range(16)]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await merchant.create_endpoint("http://127.0.0.1:9/hooks/17")
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    async with stack.channel() as channel:
+        await merchant.webhooks(channel).DeleteWebhookEndpoint(
+            ws.DeleteWebhookEndpointRequest(id=created[0].endpoint.id),
+            metadata=merchant.metadata())
+    await merchant.create_endpoint("http://127.0.0.1:9/hooks/17")
+
+
 async def test_rotation_ttl_is_validated(stack: Stack) -> None:
     merchant = await new_merchant(stack)
     endpoint_id = (await merchant.create_endpoint("http://127.0.0.1:9/hooks")).endpoint.id
@@ -305,6 +319,24 @@ async def test_every_state_change_reaches_each_endpoint_once_signed_and_filtered
                                             page_token=first_page.next_page_token)
     assert len(first_page.deliveries) == 3 and len(second_page.deliveries) == 1
     assert not second_page.next_page_token
+
+
+async def test_a_deleted_endpoint_receives_nothing_more(stack: Stack, notifier: Notifier) -> None:
+    merchant = await new_merchant(stack)
+    receiver = Receiver()
+    with receiving(receiver) as url:
+        kept = await merchant.create_endpoint(f"{url}/kept", ["payment.created"])
+        gone = await merchant.create_endpoint(f"{url}/gone", ["payment.created"])
+        async with stack.channel() as channel:
+            await merchant.webhooks(channel).DeleteWebhookEndpoint(
+                ws.DeleteWebhookEndpointRequest(id=gone.endpoint.id),
+                metadata=merchant.metadata())
+        await merchant.payment()
+        await eventually(lambda: len(receiver.accepted("/kept")) == 1, message="a delivery")
+        await asyncio.sleep(0.5)
+    assert receiver.all("/gone") == []
+    assert not (await merchant.deliveries(endpoint_id=gone.endpoint.id)).deliveries
+    assert len((await merchant.deliveries(endpoint_id=kept.endpoint.id)).deliveries) == 1
 
 
 async def test_receiver_failing_five_times_then_succeeding_gets_it_on_the_sixth_attempt(
@@ -532,7 +564,9 @@ async def test_a_server_running_the_notifier_resumes_after_a_restart_without_los
     # resuming from its committed offsets) can deliver here.
     await notifier.kill(notifier.dispatch_task)
     await notifier.kill(notifier.fanout_task)
+    # A group of its own: other tests' worker processes may have left members in the default.
     settings = stack.settings_with(run_merchant_notifier=True,
+                                   merchant_notifier_group=f"test-{secrets.token_hex(4)}",
                                    webhook_retry_schedule="0.2,0.2,0.2")
     merchant = await new_merchant(stack)
     receiver = Receiver()

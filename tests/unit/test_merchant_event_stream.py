@@ -119,3 +119,13 @@ async def test_shutdown_ends_open_streams_unavailable() -> None:
         await anext(watch)
     with pytest.raises(DependencyUnavailable):
         await take(stream, "mer_me", "", 1)
+
+
+async def test_a_republished_copy_of_an_event_is_skipped() -> None:
+    tail = FakeTail([[record(0, 10, "mer_me", 1), record(0, 11, "mer_me", 2),
+                      record(0, 12, "mer_me", 1), record(0, 13, "mer_me", 2),
+                      record(0, 14, "mer_me", 3)]])
+    stream = MerchantEventStream(lambda: tail, heartbeat_seconds=60, poll_seconds=0.01)
+    items = await take(stream, "mer_me", "", 4)
+    assert [event.sequence for event, _ in items[1:] if event is not None] == [1, 2, 3]
+    assert decode_cursor(items[3][1]) == {0: 15, 1: 20}

@@ -10,9 +10,12 @@ can resume any cursor: the log is shared.
 
 Guarantee: after a reconnect with the last cursor received, a stream delivers every event of
 the merchant appended after that point exactly once, and a payment's events in order (one
-payment, one partition). A cursor whose records Kafka has already deleted (retention) is
-refused with FAILED_PRECONDITION rather than silently skipping. Events of different
-payments have no order between them.
+payment, one partition). The relay publishes at least once, so the log itself can hold a
+re-published copy of an event; within one connection a copy (a sequence not newer than the
+last one sent for its payment) is skipped, and across reconnects it is rare but possible, so
+consumers keep deduplicating on event_id. A cursor whose records Kafka has already deleted
+(retention) is refused with FAILED_PRECONDITION rather than silently skipping. Events of
+different payments have no order between them.
 
 The cursor is `c1.` + base64url("partition:offset,…"): opaque to clients; it reveals only
 offsets, never another merchant's data.
@@ -25,6 +28,7 @@ import base64
 import binascii
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Protocol
@@ -52,6 +56,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_PREFIX: Final = "c1."
 _METADATA_WAIT_S: Final = 10.0
+_REMEMBERED_PAYMENTS: Final = 10_000
 _SHUTTING_DOWN: Final = "shutting down; reconnect with the last cursor"
 _EXPIRED: Final = ("after_cursor is older than the events Kafka still keeps; reconnect without "
                    "a cursor (and reconcile with ListPayments)")
@@ -229,6 +234,9 @@ class MerchantEventStream:
             positions = await tail.start(cursor)
             yield None, encode_cursor(positions)
             last_sent = time.monotonic()
+            # The relay publishes at least once: a re-published event repeats an earlier
+            # sequence of its payment. Skip those (per connection, bounded memory).
+            sequences: OrderedDict[str, int] = OrderedDict()
             while True:
                 if self._closing:
                     raise DependencyUnavailable("server", _SHUTTING_DOWN)
@@ -241,9 +249,17 @@ class MerchantEventStream:
                                     extra={"partition": message.partition,
                                            "offset": message.offset})
                         continue
-                    if event.merchant_id == merchant_id:
-                        yield event, encode_cursor(positions)
-                        last_sent = time.monotonic()
+                    if event.merchant_id != merchant_id:
+                        continue
+                    payment_id = event.payment.id
+                    if sequences.get(payment_id, 0) >= event.sequence:
+                        continue
+                    sequences[payment_id] = event.sequence
+                    sequences.move_to_end(payment_id)
+                    if len(sequences) > _REMEMBERED_PAYMENTS:
+                        sequences.popitem(last=False)
+                    yield event, encode_cursor(positions)
+                    last_sent = time.monotonic()
                 if time.monotonic() - last_sent >= self._heartbeat_seconds:
                     yield None, encode_cursor(positions)
                     last_sent = time.monotonic()

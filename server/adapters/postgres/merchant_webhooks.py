@@ -257,6 +257,12 @@ class PostgresMerchantWebhooks:
                 (now, now, endpoint_id))
             row = await cur.fetchone()
             assert row is not None
+            # Unfinished deliveries stay listable but are never due again.
+            await conn.execute(
+                "UPDATE webhook_deliveries SET next_attempt_at = NULL, lease_owner = NULL,"
+                " lease_until = NULL, updated_at = %s"
+                " WHERE endpoint_id = %s AND status IN ('PENDING', 'RETRYING')",
+                (now, endpoint_id))
             return _endpoint(row)
 
     async def rotate_secret(self, merchant_id: str, endpoint_id: str, new_secret: str,

@@ -86,7 +86,7 @@ class NotifierOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifierOptions:
-        return cls(schedule=settings.webhook_schedule(),
+        return cls(group=settings.merchant_notifier_group, schedule=settings.webhook_schedule(),
                    allow_private=settings.allow_private_webhook_urls and not settings.production,
                    timeout_seconds=settings.webhook_timeout_seconds,
                    lease_seconds=settings.webhook_timeout_seconds + 35.0)
