@@ -321,3 +321,17 @@ async def test_probe_outcomes_feed_the_circuit_but_not_the_window(
     assert (await store.read_windows([account], "upi", now=now + 21))[account] == (
         WindowStats(0, 3)
     )
+
+
+async def test_store_recovers_when_redis_loses_its_script_cache(store: RedisRoutingStore) -> None:
+    account = f"acct_{random_suffix()}"
+    await store.admit(account)
+    await store._redis.script_flush()  # what a Redis restart does to EVALSHA
+    admission = await store.admit(account)
+    assert admission.admitted
+    snapshot = await store.snapshot([account], "upi", {})
+    assert account in snapshot.health
+    await store._redis.script_flush()
+    with pytest.raises(DependencyUnavailable):  # not repeated: its window push already ran
+        await store.record_attempt(account, "upi", Outcome.SUCCESS)
+    assert (await store.record_attempt(account, "upi", Outcome.SUCCESS)) is not None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.domain.routing.capacity import CapacityLimit, CapacityState
@@ -204,6 +205,7 @@ class RedisRoutingStore:
         self._admit = client.register_script(_ADMIT)
         self._record = client.register_script(_RECORD)
         self._acquire = client.register_script(_ACQUIRE)
+        self._scripts_loaded = False
 
     @classmethod
     def from_url(
@@ -294,20 +296,48 @@ class RedisRoutingStore:
         raw = await self._guard("read health", pipe.execute())
         return {a: _health_from(raw[2 * i], raw[2 * i + 1]) for i, a in enumerate(accounts)}
 
+    def _pipe_script(self, pipe: Any, script: Any, keys: Sequence[str],
+                     args: Sequence[Any]) -> None:
+        """EVALSHA inside a pipeline without redis-py's per-execute SCRIPT EXISTS round trip;
+        `_execute` loads the scripts and retries when Redis answers NOSCRIPT (after a restart)."""
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+
+    async def _load_scripts(self) -> None:
+        for script in (self._read_windows, self._admit, self._record, self._acquire):
+            await self._guard("load scripts", self._redis.script_load(script.script))
+        self._scripts_loaded = True
+
+    async def _execute(self, what: str, build: Callable[[], Any], *,
+                       idempotent: bool = True) -> list[Any]:
+        """Run a pipeline that calls scripts by SHA. Scripts are loaded before first use; a
+        NOSCRIPT (Redis restarted and lost its script cache) reloads them and, when the
+        pipeline is safe to repeat, runs it again."""
+        if not self._scripts_loaded:
+            await self._load_scripts()
+        try:
+            return list(await self._guard(what, build().execute()))
+        except NoScriptError:
+            await self._load_scripts()
+            if not idempotent:
+                raise DependencyUnavailable("redis", f"{what}: script cache was lost") from None
+            return list(await self._guard(what, build().execute()))
+
     async def admit(self, account: str, *, now: float | None = None) -> Admission:
         """Claim the right to call `account` now (atomically takes a probe slot if half-open)."""
         at = time.time() if now is None else now
         cfg = self.health_config
-        pipe = self._redis.pipeline(transaction=False)
-        await self._admit(
-            keys=[self._health_key(account), self.override_key(account)],
-            args=[repr(at), repr(cfg.cooldown_seconds), cfg.half_open_probes,
-                  repr(cfg.probe_timeout_seconds), _HEALTH_TTL_SECONDS],
-            client=pipe,
-        )
-        pipe.hgetall(self._health_key(account))
-        pipe.get(self.override_key(account))
-        (admitted, probe, note), fields, override = await self._guard("admit", pipe.execute())
+
+        def build() -> Any:
+            pipe = self._redis.pipeline(transaction=False)
+            self._pipe_script(pipe, self._admit,
+                              [self._health_key(account), self.override_key(account)],
+                              [repr(at), repr(cfg.cooldown_seconds), cfg.half_open_probes,
+                               repr(cfg.probe_timeout_seconds), _HEALTH_TTL_SECONDS])
+            pipe.hgetall(self._health_key(account))
+            pipe.get(self.override_key(account))
+            return pipe
+
+        (admitted, probe, note), fields, override = await self._execute("admit", build)
         return Admission(bool(admitted), bool(probe), _health_from(fields, override), str(note))
 
     async def record_health(
@@ -335,14 +365,18 @@ class RedisRoutingStore:
         at = time.time() if now is None else now
         key = self._window_key(account, dimension)
         success = outcome in _SUCCESS_OUTCOMES
-        pipe = self._redis.pipeline(transaction=True)
-        if not probe:
-            pipe.lpush(key, f"{1 if success else 0}:{at!r}")
-            pipe.ltrim(key, 0, self.scoring.window_size - 1)
-            pipe.expire(key, self.scoring.window_max_age_seconds)
-        await self._record(keys=[self._health_key(account)], args=_record_args(
-            outcome, at, self.health_config), client=pipe)
-        results = await self._guard("record attempt", pipe.execute())
+        def build() -> Any:
+            pipe = self._redis.pipeline(transaction=True)
+            if not probe:
+                pipe.lpush(key, f"{1 if success else 0}:{at!r}")
+                pipe.ltrim(key, 0, self.scoring.window_size - 1)
+                pipe.expire(key, self.scoring.window_max_age_seconds)
+            self._pipe_script(pipe, self._record, [self._health_key(account)],
+                              _record_args(outcome, at, self.health_config))
+            return pipe
+
+        # Not repeated on NOSCRIPT: the window push before the script would count twice.
+        results = await self._execute("record attempt", build, idempotent=False)
         return CircuitState(str(results[-1]))
 
     async def set_override(self, account: str, override: Override) -> None:
@@ -402,17 +436,18 @@ class RedisRoutingStore:
         at = time.time() if now is None else now
         if not accounts:
             return RoutingSnapshot({}, {}, {})
-        pipe = self._redis.pipeline(transaction=False)
-        await self._read_windows(
-            keys=[self._window_key(a, dimension) for a in accounts],
-            args=[repr(at - self.scoring.window_max_age_seconds), self.scoring.window_size],
-            client=pipe,
-        )
-        for account in accounts:
-            pipe.hgetall(self._health_key(account))
-            pipe.get(self.override_key(account))
-        self._queue_capacity(pipe, accounts, at)
-        raw = await self._guard("routing snapshot", pipe.execute())
+        def build() -> Any:
+            pipe = self._redis.pipeline(transaction=False)
+            self._pipe_script(
+                pipe, self._read_windows, [self._window_key(a, dimension) for a in accounts],
+                [repr(at - self.scoring.window_max_age_seconds), self.scoring.window_size])
+            for account in accounts:
+                pipe.hgetall(self._health_key(account))
+                pipe.get(self.override_key(account))
+            self._queue_capacity(pipe, accounts, at)
+            return pipe
+
+        raw = await self._execute("routing snapshot", build)
         n = len(accounts)
         health = {a: _health_from(raw[1 + 2 * i], raw[2 + 2 * i]) for i, a in enumerate(accounts)}
         return RoutingSnapshot(
