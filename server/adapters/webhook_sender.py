@@ -124,14 +124,14 @@ class WebhookSender:
             return outcome(error=f"refused: {exc.message}")
         except UnsafeTarget as exc:
             return outcome(error=f"refused: {exc}")
-        request_url = httpx.URL(url)
-        pinned = request_url.copy_with(host=str(addresses[0]))
         extensions = {}
         if target.scheme == "https" and target.literal_address is None:
             extensions["sni_hostname"] = target.host
-        all_headers = {"Host": request_url.netloc.decode("ascii"),
-                       "Content-Type": "application/json", **headers}
         try:
+            request_url = httpx.URL(url)
+            pinned = request_url.copy_with(host=str(addresses[0]))
+            all_headers = {"Host": request_url.netloc.decode("ascii"),
+                           "Content-Type": "application/json", **headers}
             async with asyncio.timeout(self._timeout + 1):
                 async with self._client.stream("POST", pinned, content=body,
                                                headers=all_headers,
@@ -147,6 +147,8 @@ class WebhookSender:
         except httpx.TimeoutException as exc:
             return outcome(error=f"timed out ({type(exc).__name__})")
         except httpx.HTTPError as exc:
+            return outcome(error=f"{type(exc).__name__}: {exc}"[:300])
+        except (httpx.InvalidURL, ValueError, OSError) as exc:
             return outcome(error=f"{type(exc).__name__}: {exc}"[:300])
         if 200 <= status < 300:
             return outcome(status)

@@ -165,6 +165,9 @@ async def _store_until_done(fanout: FanOut, events: list[PublishedEvent],
             return True
         except DependencyUnavailable as exc:
             log.warning("notifier cannot store deliveries, retrying: %s", exc)
+        except Exception:
+            # Never skip events: retry the batch (uncommitted) until it can be stored.
+            log.exception("storing webhook deliveries failed, retrying")
         if stop.is_set():
             return False
         await _pause(stop, backoff)
@@ -182,6 +185,12 @@ async def run_dispatcher(dispatcher: DeliveryDispatcher, stop: asyncio.Event, *,
             attempted = await dispatcher.run_once()
         except DependencyUnavailable as exc:
             log.warning("notifier cannot reach PostgreSQL: %s", exc)
+            await _pause(stop, backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+            continue
+        except Exception:
+            # Leases expire, so nothing is lost; keep the loop alive and visible in the logs.
+            log.exception("webhook delivery round failed")
             await _pause(stop, backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX)
             continue
