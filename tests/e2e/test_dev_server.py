@@ -180,3 +180,32 @@ def test_grpcurl_fraud_check_and_blocklist(dev_server: DevServer) -> None:
         '"method": {"upi": {"vpa": "mule@ybl"}}, "ip_address": "203.0.113.5", "country": "IN"}')))
     assert assessment["decision"] == "FRAUD_DECISION_BLOCK"
     assert any("mule@ybl" in r["message"] for r in assessment["reasons"])
+
+
+def test_grpcurl_routing_admin_with_the_dev_key(dev_server: DevServer) -> None:
+    # The dev merchant's key is an admin key in development (docs/routing.md examples).
+    listed = json.loads(grpcurl(dev_server, "triveni.v1.RoutingService/ListConnectorAccounts"))
+    assert {a["name"] for a in listed["accounts"]} == {"simulator_premium",
+                                                       "simulator_standard"}
+    down = json.loads(grpcurl(dev_server, "triveni.v1.RoutingService/SetConnectorOverride",
+                              data='{"name": "simulator_premium", "override": '
+                                   '"CONNECTOR_OVERRIDE_FORCE_DOWN", "reason": "e2e"}'))
+    assert down["override"] == "CONNECTOR_OVERRIDE_FORCE_DOWN" and down["eliminated"]
+    auto = json.loads(grpcurl(dev_server, "triveni.v1.RoutingService/SetConnectorOverride",
+                              data='{"name": "simulator_premium", "override": '
+                                   '"CONNECTOR_OVERRIDE_AUTO"}'))
+    assert auto["override"] == "CONNECTOR_OVERRIDE_AUTO"
+    current = json.loads(grpcurl(dev_server, "triveni.v1.RoutingService/GetRoutingPolicy"))
+    expected = int(current.get("version", "0"))
+    policy = {"version": 1, "rules": [{"name": "upi_standard", "when": {"method": "upi"},
+                                       "connectors": ["simulator_standard"]}]}
+    stored = json.loads(grpcurl(
+        dev_server, "triveni.v1.RoutingService/SetRoutingPolicy",
+        data=json.dumps({"policy_json": json.dumps(policy), "expected_version": expected})))
+    assert int(stored["version"]) == expected + 1
+    payment = json.loads(grpcurl(dev_server, "triveni.v1.PaymentService/CreatePayment", data=(
+        '{"idempotency_key": "e2e-routing-1", "amount": {"amount_minor": 1500000, '
+        '"currency": "INR"}, "method": {"upi": {"flow": "UPI_FLOW_INTENT"}}, '
+        '"ip_address": "203.0.113.7", "country": "IN"}')))
+    assert payment["routing"]["algorithm"] == "rule:upi_standard"
+    assert payment["connector"] == "simulator_standard"
