@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from server.domain.fraud import (
     FAILURE_LOOKBACK,
@@ -41,6 +41,7 @@ from server.domain.fraud import (
     velocity_by_kind,
     velocity_keys,
 )
+from server.domain.fraud.model import StoredFacts
 from server.errors import DependencyUnavailable
 from server.service_layer.fraud_metrics import FraudMetrics
 
@@ -86,6 +87,15 @@ class FraudFacts(Protocol[ConnT]):
                               since: timedelta) -> int: ...
 
 
+@runtime_checkable
+class BatchedFraudFacts(Protocol[ConnT]):
+    """A FraudFacts that can answer everything (settings included) in one round trip."""
+
+    async def all_facts(self, conn: ConnT, merchant_id: str, inp: FraudInput, *,
+                        instrument_since: timedelta, failure_since: timedelta
+                        ) -> tuple[StoredFraudSettings, StoredFacts]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Screening:
     """An assessment with the settings it was made under."""
@@ -128,9 +138,20 @@ class FraudScreening(Generic[C]):
             event_id = "scr_" + secrets.token_hex(12)
         counters = asyncio.create_task(self._read_velocity(inp, record, event_id))
         try:
-            if settings is None:
-                settings = (await self._facts.get_settings(conn, merchant_id)).settings
-            ctx = await self._stored_facts(conn, merchant_id, inp)
+            if isinstance(self._facts, BatchedFraudFacts):
+                stored, facts = await self._facts.all_facts(
+                    conn, merchant_id, inp, instrument_since=INSTRUMENT_LOOKBACK,
+                    failure_since=FAILURE_LOOKBACK)
+                settings = settings or stored.settings
+                ctx = FraudContext(
+                    blocklist_hits=facts.blocklist_hits, customer_history=facts.customer_history,
+                    other_instruments_for_customer=facts.other_instruments_for_customer,
+                    other_instruments_for_ip=facts.other_instruments_for_ip,
+                    recent_failures=facts.recent_failures)
+            else:
+                if settings is None:
+                    settings = (await self._facts.get_settings(conn, merchant_id)).settings
+                ctx = await self._stored_facts(conn, merchant_id, inp)
         except BaseException:
             counters.cancel()
             with contextlib.suppress(BaseException):

@@ -16,6 +16,8 @@ from server.domain.fraud import (
     FraudInput,
     FraudSettings,
     ReviewAction,
+    instrument_of,
+    normalize_input,
 )
 from server.domain.money import Money
 from server.errors import IllegalTransition, NotFound, ValidationError
@@ -334,3 +336,38 @@ async def test_recent_failures_share_customer_ip_or_instrument(conn: Conn,
     inp = _inp(customer_id="cust_f", ip="203.0.113.5", card_token="tok_f")
     assert await repo.recent_failures(conn, merchant, inp, since=HOUR) == 3
     assert await repo.recent_failures(conn, merchant, _inp(), since=HOUR) == 0
+
+
+@pytest.mark.parametrize("identifiers", [
+    {"customer_id": "cust_all", "ip": "49.36.9.9", "vpa": "a@ybl"},
+    {"customer_id": "cust_all", "ip": "49.36.9.9", "card_token": "tok_9"},
+    {"ip": "49.36.9.9"},
+    {"customer_id": "cust_all"},
+    {},
+])
+async def test_all_facts_in_one_statement_agree_with_the_separate_lookups(
+        conn: Conn, merchant: str, identifiers: dict[str, str]) -> None:
+    for vpa, status in (("a@ybl", "SUCCEEDED"), ("b@ybl", "SUCCEEDED"), ("c@ybl", "FAILED")):
+        await add_payment(conn, merchant, customer_id="cust_all", ip="49.36.9.9", vpa=vpa,
+                          status=status, amount_minor=12_345)
+    await add_payment(conn, merchant, customer_id="cust_all", card_token="tok_9",
+                      amount_minor=99_000)
+    await repo.add_blocklist_entry(conn, merchant, BlocklistKind.IP, "49.36.0.0/16")
+    await repo.add_blocklist_entry(conn, merchant, BlocklistKind.VPA, "a@ybl")
+    await repo.save_settings(conn, merchant, FraudSettings(review_score=40),
+                             expected_version=0)
+    inp = _inp(**identifiers)
+    settings, facts = await repo.all_facts(conn, merchant, inp, instrument_since=DAY,
+                                           failure_since=HOUR)
+    instrument = instrument_of(normalize_input(inp))
+    assert settings == await repo.get_settings(conn, merchant)
+    assert list(facts.blocklist_hits) == await repo.find_blocklist_hits(conn, merchant, inp)
+    customer = identifiers.get("customer_id", "")
+    ip = identifiers.get("ip", "")
+    assert facts.customer_history == (await repo.customer_history(
+        conn, merchant, customer, instrument=instrument) if customer else None)
+    assert facts.other_instruments_for_customer == (await repo.distinct_instruments(
+        conn, merchant, since=DAY, customer_id=customer, exclude=instrument) if customer else 0)
+    assert facts.other_instruments_for_ip == (await repo.distinct_instruments(
+        conn, merchant, since=DAY, ip=ip, exclude=instrument) if ip else 0)
+    assert facts.recent_failures == await repo.recent_failures(conn, merchant, inp, since=HOUR)

@@ -25,6 +25,7 @@ __all__ = [
     "FraudContext",
     "FraudInput",
     "Reason",
+    "StoredFacts",
     "StoredFraudSettings",
     "VelocityKey",
     "VelocityKind",
@@ -237,3 +238,13 @@ class FraudContext:
     recent_failures: int = 0
     unavailable: frozenset[str] = frozenset()
 
+
+@dataclass(frozen=True, slots=True)
+class StoredFacts:
+    """What PostgreSQL knows about a payment's identifiers, looked up in one go."""
+
+    blocklist_hits: tuple[BlocklistHit, ...]
+    customer_history: CustomerHistory | None  # None: no customer id given
+    other_instruments_for_customer: int
+    other_instruments_for_ip: int
+    recent_failures: int
