@@ -36,6 +36,7 @@ EXPECTED_METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "triveni_outbox_published_total": ("counter", frozenset()),
     "triveni_kafka_publish_errors_total": ("counter", frozenset()),
     "triveni_consumer_lag": ("gauge", frozenset({"topic", "group"})),
+    "triveni_sync_retry_messages_total": ("counter", frozenset({"topic", "outcome"})),
     "triveni_dependency_up": ("gauge", frozenset({"dependency"})),
     "triveni_routing_degraded_total": ("counter", frozenset()),
     "triveni_connector_health": ("gauge", frozenset({"connector"})),
