@@ -245,20 +245,31 @@ class PaymentService:
             self.deps.observe_attempt(attempt.connector, outcome_name)
             if error is not None and retry_policy is None:
                 retry_policy = await self._retry_policy(merchant_id)
-            async with self.deps.uow_factory() as uow:
-                payment = await uow.payments.get(merchant_id, payment_id, for_update=True)
-                current = payment.attempts[attempt.number - 1]
-                current.latency_ms = latency_ms
-                current.updated_at = self.deps.clock()
-                retry = False
-                if error is None:
-                    assert outcome is not None
-                    self._apply_create_result(uow, payment, current, outcome)
-                else:
-                    assert retry_policy is not None
-                    retry = self._apply_create_error(uow, payment, current, error, retry_policy)
-                await uow.payments.save(payment)
-                await uow.commit()
+            # Optimistic first: apply the result to the copy we hold and write it only if nobody
+            # (a webhook, a sync) changed the payment meanwhile; else lock, re-read, re-apply.
+            held_version = payment.version
+            for locked in (False, True):
+                async with self.deps.uow_factory() as uow:
+                    if locked:
+                        payment = await uow.payments.get(merchant_id, payment_id,
+                                                         for_update=True)
+                    current = payment.attempts[attempt.number - 1]
+                    current.latency_ms = latency_ms
+                    current.updated_at = self.deps.clock()
+                    retry = False
+                    if error is None:
+                        assert outcome is not None
+                        self._apply_create_result(uow, payment, current, outcome)
+                    else:
+                        assert retry_policy is not None
+                        retry = self._apply_create_error(uow, payment, current, error,
+                                                         retry_policy)
+                    if locked:
+                        await uow.payments.save(payment)
+                    elif not await uow.payments.save_if_version(payment, held_version):
+                        continue  # changed under us: nothing was written, take the lock
+                    await uow.commit()
+                break
             if not retry:
                 return payment
 

@@ -239,3 +239,22 @@ async def test_pending_refund_is_settled_by_status_sync(stack: Stack, simulator:
                                         metadata=stack.metadata())
     assert synced.status == pb.PAYMENT_STATUS_REFUNDED
     assert synced.refunds[0].status == pb.REFUND_STATUS_SUCCEEDED
+
+
+async def test_webhook_racing_the_create_response_leaves_every_payment_consistent(
+        stack: Stack, simulator: object) -> None:
+    # The PSP completes at once and its webhook can land before our own write of the create
+    # response: either order must end SUCCEEDED, once, with the PSP reference recorded.
+    stack.simulator.configure({"auto_complete": True, "auto_complete_ms": 0})
+    payments = await asyncio.gather(*(create(stack, upi_request(30_000 + i))
+                                      for i in range(20)))
+    for payment in payments:
+        final = await wait_for_status(stack, payment.id, pb.PAYMENT_STATUS_SUCCEEDED)
+        assert final.attempts[0].connector_payment_id == final.connector_payment_id != ""
+        assert final.attempts[0].status == "SUCCEEDED"
+    async with stack.app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT payment_id, count(*) AS n FROM audit_log WHERE payment_id = ANY(%s)"
+            " AND action = 'payment.succeeded' GROUP BY payment_id", ([p.id for p in payments],))
+        counts = {r["payment_id"]: r["n"] for r in await cur.fetchall()}
+    assert counts == {p.id: 1 for p in payments}

@@ -88,6 +88,19 @@ class PostgresPaymentRepository:
         await self._write_children(payment)
         self.seen[payment.id] = payment
 
+    async def save_if_version(self, payment: Payment, expected_version: int) -> bool:
+        """Save only if the stored payment is still at `expected_version` (nobody else changed
+        it since it was read); False, with nothing written, otherwise."""
+        self.wrote = True
+        cur = await self._conn.execute(
+            _UPDATE_PAYMENT + " AND version = %(expected_version)s RETURNING 1",
+            {**payment_params(payment), "expected_version": expected_version})
+        if await cur.fetchone() is None:
+            return False
+        await self._write_children(payment)
+        self.seen[payment.id] = payment
+        return True
+
     async def _write_children(self, payment: Payment) -> None:
         async with self._conn.cursor() as cur:
             if payment.attempts:
