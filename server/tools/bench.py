@@ -53,7 +53,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -420,15 +420,22 @@ def _install_uvloop() -> str:
     return "uvloop"
 
 
+# A worker coroutine: (spec, index, ready_q, go, start_at) → its _Recorder result. Other
+# benchmarks (server.tools.fraud_bench) pass their own module-level ones to _run_timed.
+TimedWorker = Callable[[dict[str, Any], int, Any, Any, Any],
+                       Coroutine[Any, Any, dict[str, Any]]]
+
+
 def _worker_entry(kind: str, spec: dict[str, Any], index: int, ready_q: Any, go: Any,
-                  start_at: Any, result_q: Any) -> None:
+                  start_at: Any, result_q: Any, worker: TimedWorker | None = None) -> None:
     """Top-level target of the spawned worker processes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark handles Ctrl-C and stops us
     prctl = _prctl()
     if prctl is not None:  # and should the benchmark be SIGKILLed, we go with it
         prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     _install_uvloop()
-    worker = _load_worker if kind == "load" else _pg_worker
+    if worker is None:
+        worker = _load_worker if kind == "load" else _pg_worker
     try:
         result = asyncio.run(worker(spec, index, ready_q, go, start_at))
     except BaseException as exc:
@@ -619,7 +626,8 @@ class _TimedRun:
 def _run_timed(kind: str, specs: list[dict[str, Any]], *, warmup: float, duration: float,
                sources: _CpuSources, cleanup: contextlib.ExitStack,
                on_window_start: Callable[[], None] | None = None,
-               on_window_end: Callable[[], None] | None = None) -> _TimedRun:
+               on_window_end: Callable[[], None] | None = None,
+               worker: TimedWorker | None = None) -> _TimedRun:
     """Run one spawned process per spec; measure CPU over the window; gather their results."""
     ctx = multiprocessing.get_context("spawn")
     ready_q: Any = ctx.Queue()
@@ -627,7 +635,7 @@ def _run_timed(kind: str, specs: list[dict[str, Any]], *, warmup: float, duratio
     go = ctx.Event()
     start_at: Any = ctx.Value("d", 0.0, lock=False)
     processes = [ctx.Process(target=_worker_entry, name=f"bench-{kind}-{i}", daemon=True,
-                             args=(kind, spec, i, ready_q, go, start_at, result_q))
+                             args=(kind, spec, i, ready_q, go, start_at, result_q, worker))
                  for i, spec in enumerate(specs)]
 
     def stop_workers() -> None:
