@@ -1,5 +1,6 @@
 """The retry consumer against the real broker and database: a message for a final payment is
-acknowledged and dropped, a handler that keeps failing sends its message to payments.dlq."""
+acknowledged and dropped, a handler that keeps failing sends its message to payments.dlq, and
+both Kafka clients hold (pause + rewind) and resume a partition."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import pytest
 from triveni.v1 import common_pb2 as pb
 from triveni.v1 import payment_service_pb2 as ps
 
-from server.adapters.kafka.factory import build_consumer
-from server.adapters.kafka.ports import KafkaSettings
-from server.adapters.kafka.topics import PAYMENTS_RETRY_5S
+from server.adapters.kafka.factory import build_consumer, build_producer
+from server.adapters.kafka.ports import KafkaSettings, OutgoingMessage
+from server.adapters.kafka.ports import TopicPartition as PortTopicPartition
+from server.adapters.kafka.topics import PAYMENTS_RETRY_5S, TopicSpec, ensure_topics
 from server.devstack import FAST_CONSUMER_GROUP_SETTINGS
 from server.domain.payment import utcnow
 from server.entrypoints.workers.sync_retry import RetryTopicWorker, RetryWorkerOptions
@@ -132,3 +134,38 @@ async def test_a_handler_that_keeps_failing_lands_in_the_dlq_with_the_reason(
     reason = str(letters[0]["reason"])
     assert "handler failed 3 times" in reason and "the PSP adapter is broken" in reason
     assert letters[0]["topic"] == PAYMENTS_RETRY_5S
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+async def test_a_held_partition_stays_quiet_while_polling_and_replays_from_the_held_offset(
+        stack: Stack, client: str) -> None:
+    bootstrap = stack.settings.kafka_bootstrap
+    topic = f"hold-{secrets.token_hex(4)}"
+    await asyncio.to_thread(ensure_topics, bootstrap, [TopicSpec(topic, partitions=1)])
+    settings = KafkaSettings(bootstrap, client=client,  # type: ignore[arg-type]
+                             **FAST_CONSUMER_GROUP_SETTINGS)
+    producer = build_producer(settings)
+    results = await producer.publish_batch(
+        [OutgoingMessage(topic, "k", f"m{n}".encode()) for n in range(3)])
+    await producer.close()
+    assert all(r.ok for r in results)
+    consumer = build_consumer(settings, f"hold-{secrets.token_hex(4)}", [topic])
+    try:
+        received: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(received) < 3 and time.monotonic() < deadline:
+            received += [m.value for m in await consumer.poll(10, 0.5)]
+        assert received == [b"m0", b"m1", b"m2"]
+        tp = PortTopicPartition(topic, 0)
+        assert tp in await consumer.assignment()
+        await consumer.hold(tp, 1)
+        quiet = [m for _ in range(4) for m in await consumer.poll(10, 0.5)]
+        assert quiet == []  # paused, yet the member keeps polling (no rebalance)
+        await consumer.resume([tp])
+        again: list[bytes] = []
+        deadline = time.monotonic() + 15
+        while len(again) < 2 and time.monotonic() < deadline:
+            again += [m.value for m in await consumer.poll(10, 0.5)]
+        assert again == [b"m1", b"m2"]
+    finally:
+        await consumer.close()
