@@ -653,6 +653,7 @@ def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> dict[str, An
         phases[name] = _phase(name, base, args, sources, cleanup, warmup=args.warmup,
                               duration=args.duration)
     server_log_problems = _problem_lines(server.log_path)
+    server_log_samples = _problem_samples(server.log_path)
     server.stop()
 
     baselines = []
@@ -690,10 +691,22 @@ def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> dict[str, An
     }
     summary: dict[str, Any] = {"conditions": conditions, "phases": phases,
                                "ratios": _ratios(phases),
-                               "server_log_problem_lines": server_log_problems}
+                               "server_log_problem_lines": server_log_problems,
+                               "server_log_problem_samples": server_log_samples}
     if args.keep_data:
         summary["data_dir"] = str(data_dir)
     return summary
+
+
+def _problem_samples(path: Path, limit: int = 3) -> list[str]:
+    """The first warning/error lines of the server log (as bench._problem_lines counts them)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line[:300] for line in lines
+            if '"level": "error"' in line or '"level": "warning"' in line
+            or "Traceback" in line][:limit]
 
 
 def _ratios(phases: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -788,6 +801,7 @@ def render_text(summary: Mapping[str, Any]) -> str:
             lines.append(f"    e.g. {code}: {detail}")
     if summary["server_log_problem_lines"]:
         lines.append(f"  server log: {summary['server_log_problem_lines']} warning/error lines")
+        lines += [f"    {line}" for line in summary["server_log_problem_samples"]]
     ratios = summary["ratios"]
     if ratios:
         lines += ["", "CheckTransaction against the baselines (throughput share; latency "
