@@ -141,9 +141,6 @@ class Settings(BaseSettings):
             if self.allow_unsigned_webhooks:
                 raise ConfigurationError(
                     "TRIVENI_ALLOW_UNSIGNED_WEBHOOKS cannot be set when TRIVENI_ENV=production")
-            if len(self.dashboard_secret.get_secret_value()) < 32:
-                raise ConfigurationError("TRIVENI_DASHBOARD_SECRET (at least 32 characters) is "
-                                         "required when TRIVENI_ENV=production")
             for name, value in (("POSTGRES_URL", self.postgres_url.get_secret_value()),
                                 ("REDIS_URL", self.redis_url.get_secret_value()),
                                 ("KAFKA_BOOTSTRAP", self.kafka_bootstrap)):
@@ -153,6 +150,15 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "set both TRIVENI_TLS_CERT_FILE and TRIVENI_TLS_KEY_FILE, or neither")
         self._check_merchant_webhooks()
+
+    def check_http(self) -> None:
+        """What serving the HTTP shim needs on top of check(): the dashboard's session key.
+        Only `serve` needs it, so migrate, relay and worker start without it."""
+        from server.errors import ConfigurationError
+
+        if self.production and len(self.dashboard_secret.get_secret_value()) < 32:
+            raise ConfigurationError("TRIVENI_DASHBOARD_SECRET (at least 32 characters) is "
+                                     "required to serve when TRIVENI_ENV=production")
 
     def webhook_schedule(self) -> RetrySchedule:
         """TRIVENI_WEBHOOK_RETRY_SCHEDULE parsed."""

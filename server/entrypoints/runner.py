@@ -74,6 +74,7 @@ async def serve(settings: Settings, *, reuse_port: bool = False, run_workers_her
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    settings.check_http()
     app = await build_app(settings)
     tls = None
     if settings.tls_cert_file and settings.tls_key_file:

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 def key() -> str:
-    return f"test-{secrets.token_hex(8)}"
+    # Letters between the hex groups: a long all-digit run could look like a card number.
+    return f"test-{secrets.token_hex(4)}-k-{secrets.token_hex(4)}"
 
 
 def upi_request(amount_minor: int, **overrides: object) -> ps.CreatePaymentRequest:

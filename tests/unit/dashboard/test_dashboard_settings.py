@@ -28,10 +28,18 @@ def test_production_refuses_to_start_without_a_dashboard_secret(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRIVENI_DASHBOARD_SECRET", raising=False)
     with pytest.raises(ConfigurationError, match="TRIVENI_DASHBOARD_SECRET"):
-        Settings(**PRODUCTION).check()  # type: ignore[arg-type]
+        Settings(**PRODUCTION).check_http()  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="TRIVENI_DASHBOARD_SECRET"):
-        Settings(**PRODUCTION, dashboard_secret=SecretStr("short")).check()  # type: ignore[arg-type]
+        Settings(**PRODUCTION, dashboard_secret=SecretStr("short")).check_http()  # type: ignore[arg-type]
+
+
+def test_commands_other_than_serve_start_without_a_dashboard_secret(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRIVENI_DASHBOARD_SECRET", raising=False)
+    Settings(**PRODUCTION).check()  # type: ignore[arg-type]
 
 
 def test_production_accepts_a_long_enough_secret() -> None:
-    Settings(**PRODUCTION, dashboard_secret=SecretStr("x" * 32)).check()  # type: ignore[arg-type]
+    settings = Settings(**PRODUCTION, dashboard_secret=SecretStr("x" * 32))  # type: ignore[arg-type]
+    settings.check()
+    settings.check_http()
