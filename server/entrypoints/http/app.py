@@ -26,6 +26,7 @@ from server.adapters.postgres.merchants import MerchantStore, Principal
 from server.connectors.base import PspStatus, WebhookEvent, WebhookRejected
 from server.connectors.cashfree.checkout import render_checkout_page as cashfree_checkout_page
 from server.connectors.payu.checkout import render_checkout_page as payu_checkout_page
+from server.entrypoints.http.bodies import read_body_limited
 from server.entrypoints.http.seed import SeedCreatePayment, parse_seed_create
 from server.errors import DependencyUnavailable, NotFound, TriveniError, Unauthenticated
 from server.service_layer.payments import PaymentService
@@ -71,18 +72,6 @@ def _error(status: int, message: str, **extra: object) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return body
-
-
 def build_http_app(deps: HttpDeps) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -109,7 +98,7 @@ def build_http_app(deps: HttpDeps) -> Starlette:
         return Principal(deps.dev_merchant_id, "dev")
 
     async def create_payment(request: Request) -> Response:
-        body = await _read_body(request, MAX_JSON_BYTES)
+        body = await read_body_limited(request, MAX_JSON_BYTES)
         if body is None:
             return _error(413, "request body too large")
         try:
@@ -135,7 +124,7 @@ def build_http_app(deps: HttpDeps) -> Starlette:
 
     async def psp_webhook(request: Request) -> Response:
         account = request.path_params["account"]
-        body = await _read_body(request, MAX_WEBHOOK_BYTES)
+        body = await read_body_limited(request, MAX_WEBHOOK_BYTES)
         if body is None:
             WEBHOOKS_RECEIVED.labels(account=account, result="malformed").inc()
             return _error(413, "webhook body too large")
@@ -172,7 +161,7 @@ def build_http_app(deps: HttpDeps) -> Starlette:
             return _error(401, "unsigned webhooks are disabled; PSPs post signed webhooks to "
                           "/webhooks/{account} (set TRIVENI_ALLOW_UNSIGNED_WEBHOOKS=true in "
                           "development to use this endpoint)")
-        body = await _read_body(request, MAX_JSON_BYTES)
+        body = await read_body_limited(request, MAX_JSON_BYTES)
         if body is None:
             return _error(413, "request body too large")
         try:

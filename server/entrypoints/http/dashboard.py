@@ -35,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from server.adapters.postgres.dashboard_queries import DashboardQueries
 from server.adapters.postgres.merchants import MerchantStore, Principal
 from server.domain.status import PaymentStatus
+from server.entrypoints.http.bodies import read_body_limited
 from server.entrypoints.http.dashboard_auth import COOKIE_NAME, SessionSigner
 from server.entrypoints.http.dashboard_view import (
     payment_detail_json,
@@ -197,7 +198,7 @@ def build_dashboard_routes(config: DashboardConfig) -> list[BaseRoute]:
     async def login(request: Request) -> Response:
         if not _same_origin(request):
             return page("login.html", 403, error="Cross-site login refused.")
-        body = await _read_limited(request, _MAX_LOGIN_BYTES)
+        body = await read_body_limited(request, _MAX_LOGIN_BYTES)
         if body is None:
             return page("login.html", 413, error="Request too large.")
         try:
@@ -296,10 +297,3 @@ def build_dashboard_routes(config: DashboardConfig) -> list[BaseRoute]:
     ]
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return body
