@@ -63,7 +63,6 @@ from server.tools.bench import (
     BENCH_IP_COUNT,
     RPC_TIMEOUT_S,
     START_TIMEOUT_S,
-    BenchError,
     TimedWorker,
     _await_start,
     _cpu_model,
@@ -79,10 +78,10 @@ from server.tools.bench import (
     _say,
     _server_env,
     _server_worker_pids,
-    _signals_raise_interrupt,
     _spawn,
     _versions,
     _wait_serving,
+    run_and_report,
 )
 
 __all__ = ["Population", "main", "parse_args", "render_text", "run"]
@@ -822,44 +821,10 @@ def render_text(summary: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="bench: %(name)s: %(message)s")
-    logging.getLogger("server.devstack").setLevel(logging.ERROR)
-    summary: dict[str, Any] | None = None
-    failure_code = 0
-    cleanup = contextlib.ExitStack()
-    with _signals_raise_interrupt():
-        try:
-            summary = run(args, cleanup)
-        except KeyboardInterrupt:
-            _say("interrupted")
-            failure_code = 130
-        except BenchError as exc:
-            _say(f"error: {exc}")
-            failure_code = 2
-        finally:
-            import signal
-
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_IGN)
-            _say("stopping everything the benchmark started")
-            cleanup.close()
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-    if summary is None:
-        return failure_code
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
-    else:
-        print(render_text(summary))
-    if args.min_rate is not None:
-        slow = [p["label"] for name, p in summary["phases"].items()
-                if name in _COMPARISONS and p["per_second"] < args.min_rate]
-        if slow:
-            _say(f"--min-rate {args.min_rate:g} not met by {', '.join(slow)}")
-            return 1
-    return 0
-
+    return run_and_report(
+        args, run, render_text,
+        lambda summary: [p["label"] for name, p in summary["phases"].items()
+                         if name in _COMPARISONS and p["per_second"] < args.min_rate])
 
 if __name__ == "__main__":
     sys.exit(main())
