@@ -645,10 +645,15 @@ class PaymentService:
 
     def _after_failed_sync(self, payment: Payment, attempt: Attempt,
                            error: ConnectorError) -> bool:
-        """Reschedule; True when the PSP proved it never got an UNKNOWN attempt (safe to go on)."""
-        if attempt.status == AttemptStatus.UNKNOWN and error.http_status == 404:
+        """Reschedule; True when the PSP proved it never got the attempt (safe to send it).
+
+        That covers an UNKNOWN attempt (timed out) and a PENDING one never answered (the
+        process died between committing the attempt and calling the PSP)."""
+        never_answered = attempt.status == AttemptStatus.UNKNOWN or (
+            attempt.status == AttemptStatus.PENDING and not attempt.connector_payment_id)
+        if never_answered and error.http_status == 404:
             # The PSP has no record of our reference: the create never landed. Resending with
-            # the same attempt id is safe (PSPs dedupe on it), so make the attempt PENDING again.
+            # the same attempt id is safe (PSPs dedupe on it), so the attempt is PENDING again.
             attempt.status = AttemptStatus.PENDING
             payment.record_note("attempt.not_received", actor="worker:sync", details={
                 "attempt": attempt.number, "connector": attempt.connector})

@@ -238,3 +238,21 @@ async def test_processor_marked_down_in_redis_is_skipped(stack: Stack) -> None:
     assert "down" in notes["simulator_premium"]
     after = await create(stack, upi_request(1_500_000))
     assert after.connector == "simulator_premium"
+
+
+async def test_payment_left_behind_by_a_crash_before_the_psp_call_is_sent_by_sync(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The process "dies" right after committing the payment and its attempt, before the PSP
+    # call: the attempt stays PENDING and the PSP has never heard of it.
+    async def crash(merchant_id: str, payment_id: str, committed: object = None) -> object:
+        return committed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stack.app.payments, "_run_attempts", crash)
+        payment = await create(stack, upi_request(45_000))
+    assert payment.status == pb.PAYMENT_STATUS_CREATED
+    assert charges_for(stack, await attempt_ids(stack, payment.id)) == 0
+    synced = await sync(stack, payment.id)
+    assert synced.status == pb.PAYMENT_STATUS_REQUIRES_ACTION
+    assert len(synced.attempts) == 1  # the same attempt id, sent now
+    assert charges_for(stack, await attempt_ids(stack, payment.id)) == 1
