@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -16,7 +15,6 @@ from server.service_layer.sync_schedule import SyncScheduleRepository
 
 __all__ = [
     "AccountDirectory",
-    "Clock",
     "FraudScreener",
     "FraudVerdict",
     "PaymentRepository",
@@ -101,6 +99,3 @@ class AccountDirectory(Protocol):
     def get(self, name: str) -> RoutableAccount | None: ...
     def all(self) -> Mapping[str, RoutableAccount]: ...
 
-
-class Clock(Protocol):
-    def __call__(self) -> datetime: ...
