@@ -97,9 +97,12 @@ async def find_blocklist_hits(conn: Conn, merchant_id: str, inp: FraudInput
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT id, kind, value, reason FROM fraud_blocklist "
-            f"WHERE merchant_id = %(merchant)s AND {_LIVE} AND ("
-            f" (kind, value) IN (SELECT * FROM unnest(%(kinds)s::text[], %(values)s::text[]))"
-            f" OR network >>= %(ip)s::inet) "
+            f"WHERE merchant_id = %(merchant)s AND {_LIVE}"
+            f" AND (kind, value) IN (SELECT * FROM unnest(%(kinds)s::text[], %(values)s::text[]))"
+            f" UNION "
+            f"SELECT id, kind, value, reason FROM fraud_blocklist "
+            f"WHERE merchant_id = %(merchant)s AND {_LIVE} AND kind = 'IP'"
+            f" AND network >>= %(ip)s::inet "
             f"ORDER BY kind, value",
             {"merchant": merchant_id, "kinds": [str(k) for k, _ in pairs],
              "values": [v for _, v in pairs], "ip": inp.ip or None},
@@ -331,14 +334,20 @@ async def recent_failures(conn: Conn, merchant_id: str, inp: FraudInput, *,
 
 
 _ALL_FACTS = f"""
-WITH hits AS (
+WITH matching AS (
+    -- Two index lookups (exact values; IP ranges through the GiST index) rather than one OR,
+    -- which would scan every entry of the merchant.
+    SELECT id, kind, value, reason FROM fraud_blocklist
+    WHERE merchant_id = %(merchant)s AND {_LIVE}
+      AND (kind, value) IN (SELECT * FROM unnest(%(kinds)s::text[], %(values)s::text[]))
+    UNION
+    SELECT id, kind, value, reason FROM fraud_blocklist
+    WHERE merchant_id = %(merchant)s AND {_LIVE} AND kind = 'IP' AND network >>= %(ip)s::inet
+), hits AS (
     SELECT coalesce(json_agg(json_build_object('id', id, 'kind', kind, 'value', value,
                                                'reason', reason) ORDER BY kind, value),
                     '[]'::json) AS rows
-    FROM fraud_blocklist
-    WHERE merchant_id = %(merchant)s AND {_LIVE} AND (
-        (kind, value) IN (SELECT * FROM unnest(%(kinds)s::text[], %(values)s::text[]))
-        OR network >>= %(ip)s::inet)
+    FROM matching
 ), history AS (
     SELECT count(*) AS n, percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) AS median,
            coalesce(bool_or(instrument = %(instrument)s::text), false) AS known
