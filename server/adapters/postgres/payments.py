@@ -69,24 +69,47 @@ _MAY_HAVE_REFUNDS = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_
 
 
 class PostgresPaymentRepository:
-    """Works inside the caller's transaction (the unit of work owns commit/rollback)."""
+    """Works inside the caller's transaction (the unit of work owns commit/rollback).
+
+    `add` and `save` queue their writes; the unit of work `flush`es them in its commit
+    pipeline, so a transaction's writes travel to PostgreSQL together (one round trip).
+    Nothing in a use case reads a payment back after writing it in the same transaction.
+    """
 
     def __init__(self, conn: Conn) -> None:
         self._conn = conn
         self.seen: dict[str, Payment] = {}
-        self.wrote = False  # any INSERT/UPDATE issued (the unit of work must not COMMIT blind)
+        self.wrote = False  # any write issued or queued (the unit of work must not COMMIT blind)
+        self._queued: list[tuple[str, Payment]] = []  # (INSERT | UPDATE | children, payment)
 
     async def add(self, payment: Payment) -> None:
         self.wrote = True
-        await self._conn.execute(_INSERT_PAYMENT, payment_params(payment))
-        await self._write_children(payment)
+        self._queued.append((_INSERT_PAYMENT, payment))
         self.seen[payment.id] = payment
 
     async def save(self, payment: Payment) -> None:
         self.wrote = True
-        await self._conn.execute(_UPDATE_PAYMENT, payment_params(payment))
-        await self._write_children(payment)
+        self._queued.append((_UPDATE_PAYMENT, payment))
         self.seen[payment.id] = payment
+
+    async def flush(self) -> None:
+        """Write everything queued, payments first, then their attempts and refunds (the row
+        values are read now, so they are the payment as committed)."""
+        queued, self._queued = self._queued, []
+        if not queued:
+            return
+        attempts: dict[str, dict[str, Any]] = {}
+        refunds: dict[str, dict[str, Any]] = {}
+        async with self._conn.cursor() as cur:
+            for statement, payment in queued:
+                if statement:
+                    await cur.execute(statement, payment_params(payment))
+                attempts.update((a.id, attempt_params(a)) for a in payment.attempts)
+                refunds.update((r.id, refund_params(r)) for r in payment.refunds)
+            if attempts:
+                await cur.executemany(_UPSERT_ATTEMPT, list(attempts.values()))
+            if refunds:
+                await cur.executemany(_UPSERT_REFUND, list(refunds.values()))
 
     async def save_if_version(self, payment: Payment, expected_version: int) -> bool:
         """Save only if the stored payment is still at `expected_version` (nobody else changed
@@ -97,17 +120,9 @@ class PostgresPaymentRepository:
             {**payment_params(payment), "expected_version": expected_version})
         if await cur.fetchone() is None:
             return False
-        await self._write_children(payment)
+        self._queued.append(("", payment))  # its attempts and refunds go with the commit
         self.seen[payment.id] = payment
         return True
-
-    async def _write_children(self, payment: Payment) -> None:
-        async with self._conn.cursor() as cur:
-            if payment.attempts:
-                await cur.executemany(_UPSERT_ATTEMPT,
-                                      [attempt_params(a) for a in payment.attempts])
-            if payment.refunds:
-                await cur.executemany(_UPSERT_REFUND, [refund_params(r) for r in payment.refunds])
 
     async def get(self, merchant_id: str, payment_id: str, *, for_update: bool = False) -> Payment:
         """The merchant's payment; NotFound if absent, PermissionDenied if another merchant's."""

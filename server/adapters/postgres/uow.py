@@ -92,6 +92,7 @@ class PostgresUnitOfWork:
                     notify.append(f"{payment.id}:{payment.version}")
             # One pipelined round trip for the rows and the notifications, then COMMIT.
             async with conn.pipeline(), conn.cursor() as cur:
+                await self.payments.flush()
                 if audit_rows:
                     await cur.executemany(_INSERT_AUDIT, audit_rows)
                 if outbox_rows:
