@@ -8,10 +8,8 @@ producer ids on restart; Apache Kafka after a long outage can too).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -27,8 +25,8 @@ from server.adapters.kafka.ports import (
     OutgoingMessage,
     PublishResult,
     TopicPartition,
-    commit_offsets,
 )
+from server.adapters.kafka.threaded import ThreadedConsumer, ThreadWorker
 from server.errors import ConfigurationError, DependencyUnavailable
 
 __all__ = [
@@ -118,19 +116,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class _Worker:
-    """One thread that owns a blocking client; every call to that client goes through it."""
-
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-
-    async def run(self, func: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
-
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False)
-
-
 class KafkaPythonProducer:
     """`EventProducer` on kafka-python (acks=all, idempotent unless disabled or unsupported)."""
 
@@ -139,7 +124,7 @@ class KafkaPythonProducer:
         self._settings = settings
         self._idempotence = settings.idempotence
         self._producer: KafkaProducer | None = None
-        self._worker = _Worker("kafka-producer")
+        self._worker = ThreadWorker("kafka-producer")
         self._closed = False
 
     @property
@@ -244,60 +229,14 @@ class KafkaPythonProducer:
         return results
 
 
-class KafkaPythonConsumer:
+class KafkaPythonConsumer(ThreadedConsumer):
     """`EventConsumer` on kafka-python: a group member, manual commits, lag from end offsets."""
 
     def __init__(self, settings: KafkaSettings, group: str, topics: Sequence[str]) -> None:
-        self._settings = settings
-        self._group = group
-        self._topics = list(topics)
+        super().__init__(settings, group, topics)
         self._consumer: KafkaConsumer | None = None
-        self._worker = _Worker(f"kafka-consumer-{group}")
-        self._closed = False
-
-    @property
-    def group(self) -> str:
-        return self._group
-
-    async def poll(self, max_records: int, timeout_s: float) -> list[IncomingMessage]:
-        messages: list[IncomingMessage] = await self._call(self._poll, max_records, timeout_s)
-        return messages
-
-    async def commit(self, messages: Sequence[IncomingMessage]) -> None:
-        offsets = commit_offsets(messages)
-        if offsets:
-            await self._call(self._commit, offsets)
-
-    async def lag(self) -> dict[TopicPartition, int]:
-        lag: dict[TopicPartition, int] = await self._call(self._lag)
-        return lag
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await self._worker.run(self._close_client)
-        self._worker.shutdown()
-
-    async def assignment(self) -> set[TopicPartition]:
-        assigned: set[TopicPartition] = await self._call(self._assignment)
-        return assigned
-
-    async def hold(self, partition: TopicPartition, offset: int) -> None:
-        await self._call(self._hold, partition, offset)
-
-    async def resume(self, partitions: Sequence[TopicPartition]) -> None:
-        await self._call(self._resume, list(partitions))
-
-    async def _call(self, func: Any, *args: Any) -> Any:
-        if self._closed:
-            raise RuntimeError("consumer is closed")
-        return await self._worker.run(func, *args)
 
     # --- in the consumer thread ------------------------------------------------------------
-    def _assignment(self) -> set[TopicPartition]:
-        return {TopicPartition(tp.topic, tp.partition) for tp in self._client().assignment()}
-
     def _hold(self, partition: TopicPartition, offset: int) -> None:
         consumer = self._client()
         tp = KafkaTopicPartition(partition.topic, partition.partition)
