@@ -6,7 +6,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -20,13 +19,13 @@ from server.adapters.metrics import (
     HTTP_REQUEST_DURATION,
     HTTP_REQUESTS,
     WEBHOOKS_RECEIVED,
-    metrics_response,
 )
 from server.adapters.postgres.merchants import MerchantStore, Principal
 from server.connectors.base import PspStatus, WebhookEvent, WebhookRejected
 from server.connectors.cashfree.checkout import render_checkout_page as cashfree_checkout_page
 from server.connectors.payu.checkout import render_checkout_page as payu_checkout_page
 from server.entrypoints.http.bodies import read_body_limited
+from server.entrypoints.http.probes import ReadinessCheck, probe_routes
 from server.entrypoints.http.seed import SeedCreatePayment, parse_seed_create
 from server.errors import DependencyUnavailable, NotFound, TriveniError, Unauthenticated
 from server.service_layer.payments import PaymentService
@@ -40,7 +39,6 @@ MAX_JSON_BYTES = 64 * 1024
 _CHECKOUT_HEADERS = {"cache-control": "no-store", "referrer-policy": "no-referrer",
                      "x-frame-options": "DENY"}
 
-ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 
 @dataclass
@@ -73,18 +71,6 @@ def _error(status: int, message: str, **extra: object) -> JSONResponse:
 
 
 def build_http_app(deps: HttpDeps) -> Starlette:
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        checks = await deps.readiness()
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
-
-    async def metrics(request: Request) -> Response:
-        body, content_type = metrics_response()
-        return Response(body, media_type=content_type)
-
     async def principal_for(request: Request) -> Principal:
         auth = request.headers.get("authorization", "")
         scheme, _, key = auth.partition(" ")
@@ -207,9 +193,7 @@ def build_http_app(deps: HttpDeps) -> Starlette:
         return HTMLResponse(cashfree_checkout_page(session_id, mode), headers=_CHECKOUT_HEADERS)
 
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        *probe_routes(deps.readiness),
         Route("/create-payment", create_payment, methods=["POST"]),
         Route("/webhook", seed_webhook, methods=["POST"]),
         Route("/webhooks/{account}", psp_webhook, methods=["POST"]),

@@ -16,12 +16,9 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from server.adapters.kafka.factory import settings_from_env
-from server.adapters.metrics import metrics_response
+from server.entrypoints.http.probes import probe_routes
 from server.entrypoints.workers.connector_health import run_connector_health_export
 from server.entrypoints.workers.merchant_notifier import NotifierOptions, run_merchant_notifier
 from server.entrypoints.workers.relay import relay_options_from_env, run_relay
@@ -86,20 +83,8 @@ async def run_workers(app: App, stop: asyncio.Event, which: WorkerSet | None = N
 
 
 def _probe_app(app: App) -> Starlette:
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        checks = await app.readiness()
-        ready = checks["postgres"]
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
-
-    async def metrics(request: Request) -> Response:
-        body, content_type = metrics_response()
-        return Response(body, media_type=content_type)
-
-    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz),
-                             Route("/metrics", metrics)])
+    # Ready while PostgreSQL answers: the workers' queues live there; Redis only degrades them.
+    return Starlette(routes=probe_routes(app.readiness, required=["postgres"]))
 
 
 async def run_workers_standalone(settings: Settings, which: WorkerSet) -> None:
