@@ -8,6 +8,7 @@ TriveniError                                   gRPC status / HTTP status
 ├── PermissionDenied      another merchant's   PERMISSION_DENIED / 403
 ├── RateLimited           per-merchant limit   RESOURCE_EXHAUSTED / 429
 ├── IllegalTransition     state machine says no FAILED_PRECONDITION / 409
+├── ConcurrentUpdate      optimistic write lost ABORTED / 409 (use cases retry it under a lock)
 ├── DependencyUnavailable PG / Redis / Kafka   UNAVAILABLE / 503
 └── ConfigurationError    bad settings at start-up (never mapped; the process exits)
 Connector errors live in `server.connectors.base` and derive from TriveniError too.
@@ -16,6 +17,7 @@ Connector errors live in `server.connectors.base` and derive from TriveniError t
 from __future__ import annotations
 
 __all__ = [
+    "ConcurrentUpdate",
     "ConfigurationError",
     "DependencyUnavailable",
     "IdempotencyConflict",
@@ -66,6 +68,10 @@ class RateLimited(TriveniError):
 
 class IllegalTransition(TriveniError):
     pass
+
+
+class ConcurrentUpdate(TriveniError):
+    """A version-checked write found the row changed since it was read; nothing was written."""
 
 
 class DependencyUnavailable(TriveniError):

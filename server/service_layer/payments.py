@@ -41,7 +41,13 @@ from server.domain.routing.retry import (
 )
 from server.domain.routing.taxonomy import ERROR_CLASSES, ErrorTaxonomy, default_taxonomy
 from server.domain.status import CANCELLABLE, AttemptStatus, PaymentStatus, RefundStatus
-from server.errors import IdempotencyConflict, IllegalTransition, NotFound, ValidationError
+from server.errors import (
+    ConcurrentUpdate,
+    IdempotencyConflict,
+    IllegalTransition,
+    NotFound,
+    ValidationError,
+)
 from server.service_layer.commands import CancelPayment, CreatePayment, ListPayments, request_hash
 from server.service_layer.ports import AccountDirectory, FraudScreener, Router, UnitOfWork
 from server.service_layer.psp_inputs import refund_input_for
@@ -266,9 +272,14 @@ class PaymentService:
                                                          retry_policy)
                     if locked:
                         await uow.payments.save(payment)
-                    elif not await uow.payments.save_if_version(payment, held_version):
+                    else:
+                        await uow.payments.save_if_version(payment, held_version)
+                    try:
+                        await uow.commit()
+                    except ConcurrentUpdate:
+                        if locked:
+                            raise
                         continue  # changed under us: nothing was written, take the lock
-                    await uow.commit()
                 break
             if not retry:
                 return payment

@@ -19,7 +19,12 @@ What it does, all on this machine and all torn down at the end (Ctrl-C and error
    for --warmup + --duration seconds. Only RPCs that complete inside the measured window count.
    Reports payments/s, latency percentiles, errors by status code, CPU by component, the final
    payment states in PostgreSQL, and the outbox lag at the end of the load and its drain time.
-4. Baselines (unless --skip-baseline), with the server stopped: the same durable writes as one
+4. Floor (unless --skip-floor), with the server stopped: server.tools.bench_floor, a
+   CreatePayment server with the same libraries and the same I/O per payment (two pipelined
+   transactions of the baseline's writes and the PSP call through the same connector code) but
+   no logic, on the same number of processes, driven by the same load — what this stack can do
+   on this machine at best.
+5. Baselines (unless --skip-baseline), with the server stopped: the same durable writes as one
    payment (transaction 1: idempotency row + payment row + attempt row + audit row + outbox
    row; transaction 2: payment update + attempt upsert + audit row + outbox row) from the same
    number of Python processes with psycopg 3 async pools — what the database alone can do from
@@ -59,7 +64,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlparse
 
-__all__ = ["BenchError", "main", "parse_args"]
+__all__ = ["BASELINE_TX1", "BASELINE_TX2", "BenchError", "baseline_params", "die_with_parent",
+           "main", "parse_args"]
 
 SEED_TARGET_PER_SECOND: Final = 500
 BENCH_IP_BASE: Final = (198 << 24) | (18 << 16)  # 198.18.0.0/15, RFC 2544 benchmarking range
@@ -111,6 +117,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pg-pool-max", type=int, default=16,
                         help="TRIVENI_PG_POOL_MAX of each server process, and the pool of each "
                              "Python baseline process (default 16, the server default)")
+    parser.add_argument("--skip-floor", action="store_true",
+                        help="skip the floor run (same libraries and I/O, no logic)")
     parser.add_argument("--skip-baseline", action="store_true",
                         help="skip the PostgreSQL baselines (Python and pgbench)")
     parser.add_argument("--baseline-duration", type=float, default=10.0,
@@ -156,6 +164,13 @@ def _prctl() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def die_with_parent() -> None:
+    """In a child process of the benchmark: SIGKILL it when its parent dies, even by SIGKILL."""
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def _die_with_parent(parent_pid: int, prctl: Any) -> None:
@@ -430,9 +445,7 @@ def _worker_entry(kind: str, spec: dict[str, Any], index: int, ready_q: Any, go:
                   start_at: Any, result_q: Any, worker: TimedWorker | None = None) -> None:
     """Top-level target of the spawned worker processes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark handles Ctrl-C and stops us
-    prctl = _prctl()
-    if prctl is not None:  # and should the benchmark be SIGKILLed, we go with it
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    die_with_parent()  # and should the benchmark be SIGKILLed, we go with it
     _install_uvloop()
     if worker is None:
         worker = _load_worker if kind == "load" else _pg_worker
@@ -517,7 +530,7 @@ async def _load_worker(spec: dict[str, Any], index: int, ready_q: Any, go: Any,
 
 # The durable writes of one payment (what PaymentService.create + _run_attempts commit), without
 # the reads, Redis, gRPC or the PSP. %(name)s parameters for psycopg; pgbench gets expressions.
-_BASELINE_TX1: Final = (
+BASELINE_TX1: Final = (
     "INSERT INTO bench.idempotency_records (merchant_id, operation, idempotency_key,"
     " request_hash, resource_id) VALUES (%(merchant_id)s, 'create_payment', %(key)s,"
     " %(request_hash)s, %(pay_id)s) ON CONFLICT DO NOTHING RETURNING resource_id",
@@ -534,7 +547,7 @@ _BASELINE_TX1: Final = (
     "INSERT INTO bench.outbox (event_id, topic, key, event_type, payload, created_at)"
     " VALUES (%(evt1)s, 'payments.events', %(pay_id)s, 'payment.created', %(payload)s, now())",
 )
-_BASELINE_TX2: Final = (
+BASELINE_TX2: Final = (
     "UPDATE bench.payments SET status = 'REQUIRES_ACTION', connector = 'simulator_standard',"
     " connector_payment_id = %(psp_id)s, redirect_url = %(redirect)s, version = version + 1,"
     " next_sync_at = now() + interval '1 minute', updated_at = now() WHERE id = %(pay_id)s",
@@ -555,7 +568,7 @@ _BASELINE_TABLES: Final = ("payments", "idempotency_records", "payment_attempts"
                            "outbox")
 
 
-def _baseline_params(template: Mapping[str, Any], prefix: str, seq: int,
+def baseline_params(template: Mapping[str, Any], prefix: str, seq: int,
                      rng: random.Random) -> dict[str, Any]:
     ident = f"{prefix}{seq}"
     ip = BENCH_IP_BASE + rng.randrange(BENCH_IP_COUNT)
@@ -599,11 +612,11 @@ async def _pg_worker(spec: dict[str, Any], index: int, ready_q: Any, go: Any,
 
         async def lane() -> None:
             while time.monotonic() < window.measure_to:
-                params = _baseline_params(template, prefix, next(sequence), rng)
+                params = baseline_params(template, prefix, next(sequence), rng)
                 begin = time.monotonic()
                 try:
-                    await transaction(_BASELINE_TX1, params)
-                    await transaction(_BASELINE_TX2, params)
+                    await transaction(BASELINE_TX1, params)
+                    await transaction(BASELINE_TX2, params)
                 except Exception as exc:
                     recorder.record(begin, time.monotonic(), type(exc).__name__, str(exc))
                     continue
@@ -958,8 +971,8 @@ def _pgbench_script(template: Mapping[str, Any]) -> str:
         f"\\set amount random({MIN_AMOUNT_MINOR}, {MAX_AMOUNT_MINOR})",
         "\\set o3 random(0, 255)",
         "\\set o4 random(1, 254)",
-        "BEGIN;", *(render(s) for s in _BASELINE_TX1), "END;",
-        "BEGIN;", *(render(s) for s in _BASELINE_TX2), "END;",
+        "BEGIN;", *(render(s) for s in BASELINE_TX1), "END;",
+        "BEGIN;", *(render(s) for s in BASELINE_TX2), "END;",
     ]
     return "\n".join(lines) + "\n"
 
@@ -1308,6 +1321,10 @@ def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> dict[str, An
         triveni["pg_statements"] = _per_payment(statements, triveni["ok"])
 
     server.stop()
+    floor: dict[str, Any] = {}
+    if not args.skip_floor:
+        floor = _run_floor(args, services.postgres_url, facts["template"], ports["simulator"],
+                           dict(spec), sources, cleanup, data_dir)
     simulator.stop()
 
     baseline: dict[str, Any] = {}
@@ -1330,9 +1347,9 @@ def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> dict[str, An
         "request": "CreatePayment, UPI intent, ₹100 to ₹9,999, random customer ids and IPs in "
                    "198.18.0.0/15, unique idempotency keys",
     }
-    summary: dict[str, Any] = {"conditions": conditions, "triveni": triveni,
+    summary: dict[str, Any] = {"conditions": conditions, "triveni": triveni, "floor": floor,
                                "baseline": baseline}
-    summary["verdict"] = _verdict(triveni["per_second"], conditions)
+    summary["verdict"] = _verdict(triveni["per_second"], conditions, floor)
     if args.keep_data:
         summary["data_dir"] = str(data_dir)
     return summary
@@ -1346,6 +1363,47 @@ def _problem_lines(path: Path) -> int:
     return sum(1 for line in lines
                if '"level": "error"' in line or '"level": "warning"' in line
                or "Traceback" in line)
+
+
+def _run_floor(args: argparse.Namespace, url: str, template: Mapping[str, Any],
+               simulator_port: int, load_spec: dict[str, Any], sources: _CpuSources,
+               cleanup: contextlib.ExitStack, data_dir: Path) -> dict[str, Any]:
+    """The same load against server.tools.bench_floor: the stack's libraries and I/O only."""
+    asyncio.run(_create_baseline_schema(url))
+    template_path = data_dir / "floor-template.json"
+    template_path.write_text(json.dumps(dict(template)))
+    port = _free_port()
+    floor = _spawn("floor", [
+        sys.executable, "-m", "server.tools.bench_floor", "--port", str(port),
+        "--processes", str(args.processes), "--postgres-url", url,
+        "--psp-url", f"http://127.0.0.1:{simulator_port}", "--template", str(template_path),
+        "--pg-pool-max", str(args.pg_pool_max),
+    ], env={**{k: v for k, v in os.environ.items() if not k.startswith("TRIVENI_")},
+            "PYTHONPATH": str(_REPO_ROOT)}, cwd=data_dir, log_path=data_dir / "floor.log")
+    cleanup.callback(floor.stop)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while _listening_sockets(port) < args.processes:
+        if not floor.alive() or time.monotonic() > deadline:
+            raise BenchError(f"floor server did not start:\n{floor.log_tail()}")
+        time.sleep(0.1)
+    _say(f"floor: same load against a server with the same libraries and I/O and no logic "
+         f"({args.processes} process(es), pid {floor.pid})")
+    floor_sources = _CpuSources(groups={"floor server": floor.pid,
+                                        "simulator": sources.groups["simulator"]},
+                                trees=dict(sources.trees))
+    timed = _run_timed("load", [{**load_spec, "target": f"127.0.0.1:{port}",
+                                 "run_id": f"{load_spec['run_id']}f"}
+                                for _ in range(args.load_processes)],
+                       warmup=args.warmup, duration=args.duration, sources=floor_sources,
+                       cleanup=cleanup)
+    result = _merge(timed.results, args.duration)
+    result["cpu_cores"] = {k: round(v, 2) for k, v in timed.cpu.items()}
+    if result["ok"]:
+        result["server_cpu_ms_per_payment"] = round(
+            timed.cpu["floor server"] * args.duration * 1000 / result["ok"], 3)
+    floor.stop()
+    _say(f"floor: {result['per_second']:,.1f} payments/s")
+    return result
 
 
 def _run_baselines(args: argparse.Namespace, url: str, template: Mapping[str, Any],
@@ -1392,14 +1450,22 @@ def _run_baselines(args: argparse.Namespace, url: str, template: Mapping[str, An
     return result
 
 
-def _verdict(rate: float, conditions: Mapping[str, Any]) -> str:
+def _verdict(rate: float, conditions: Mapping[str, Any],
+             floor: Mapping[str, Any] | None = None) -> str:
     where = (f"{conditions['cpus']} CPUs shared by the server, PostgreSQL, Redis, Kafka, the "
              "simulator PSP and the load generator")
     if rate >= SEED_TARGET_PER_SECOND:
         return (f"{rate:,.0f} payments/s: {rate / SEED_TARGET_PER_SECOND:.1f}x the seed's "
                 f"{SEED_TARGET_PER_SECOND} payments/s target ({where})")
-    return (f"{rate:,.0f} payments/s: below the seed's {SEED_TARGET_PER_SECOND} payments/s "
-            f"target ({rate / SEED_TARGET_PER_SECOND:.0%} of it; {where})")
+    verdict = (f"{rate:,.0f} payments/s: below the seed's {SEED_TARGET_PER_SECOND} payments/s "
+               f"target ({rate / SEED_TARGET_PER_SECOND:.0%} of it; {where})")
+    if floor and floor.get("per_second"):
+        best = floor["per_second"]
+        verdict += (f". The floor (same libraries and I/O, no logic) reached {best:,.0f}/s: "
+                    + ("the target is out of this stack's reach on this machine"
+                       if best < SEED_TARGET_PER_SECOND else
+                       f"Triveni's own work costs the other {1 - rate / best:.0%}"))
+    return verdict
 
 
 # --------------------------------------------------------------------------- report
@@ -1486,6 +1552,23 @@ def render_text(summary: Mapping[str, Any]) -> str:
         lines += ["  inclusive:"]
         lines += [f"    {share:5.1f}%  {name}" for name, share in profile["inclusive"][:10]]
         lines += [f"  problem: {p}" for p in profile["problems"]]
+    floor = summary.get("floor")
+    if floor:
+        fl = floor["latency_ms"]
+        fcpu = ", ".join(f"{name} {value:.2f}" for name, value in floor["cpu_cores"].items()
+                         if name != "machine")
+        lines += ["", "Floor: same load, same libraries and I/O per payment, no logic "
+                      "(server.tools.bench_floor: gRPC, 2 pipelined transactions of the "
+                      "baseline's writes, the PSP call through the same connector)",
+                  f"  payments/s   {floor['per_second']:,.1f}  Triveni = "
+                  f"{_ratio(t['per_second'], floor['per_second'])}",
+                  f"  latency ms   p50 {fl['p50']:.1f}  p99 {fl['p99']:.1f}",
+                  f"  errors       {_fmt_counts(floor['errors'])}",
+                  f"  CPU (cores)  {fcpu}; machine {floor['cpu_cores']['machine']:.2f} of "
+                  f"{c['cpus']}"]
+        if "server_cpu_ms_per_payment" in floor:
+            lines.append(f"  server CPU   {floor['server_cpu_ms_per_payment']:.2f} ms per "
+                         "payment")
     base = summary["baseline"]
     if base:
         rate = t["per_second"]

@@ -1,6 +1,6 @@
 """Smoke test of scripts/bench: a tiny end-to-end run (its own embedded PostgreSQL, Redis and
-Kafka, the simulator PSP, one server process, one load process) that must produce a positive
-rate, no errors, and leave no process behind."""
+Kafka, the simulator PSP, one server process, one load process, then the floor server) that
+must produce positive rates, no errors, and leave no process behind."""
 
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ def test_bench_smoke_run_produces_a_rate_without_errors() -> None:
         assert conditions["postgres"]["synchronous_commit"] == "on"
         assert conditions["server_processes"] == 1
         assert summary["baseline"] == {}
+        # The floor (same libraries and I/O, no logic) ran against the same load, error-free.
+        floor = summary["floor"]
+        assert floor["per_second"] > 0 and floor["errors"] == {}, floor
+        assert floor["cpu_cores"]["floor server"] > 0
         assert "payments/s" in summary["verdict"]
         # Everything the benchmark started is gone.
         assert _processes_inside(data_dir) == []

@@ -40,6 +40,11 @@ _MUTABLE = ("status", "connector", "connector_payment_id", "redirect_url", "frau
 _UPDATE_PAYMENT = (
     "UPDATE payments SET " + ", ".join(f"{c} = %({c})s" for c in _MUTABLE) + " WHERE id = %(id)s"
 )
+# Checked in the same pipeline as the rest of the commit (see 0006_optimistic_writes.sql).
+_UPDATE_PAYMENT_IF_VERSION = (
+    f"WITH updated AS ({_UPDATE_PAYMENT} AND version = %(expected_version)s RETURNING 1)"
+    " SELECT triveni_expect_updated((SELECT count(*) FROM updated), 'payment ' || %(id)s)"
+)
 _UPSERT_ATTEMPT = """
 INSERT INTO payment_attempts (id, payment_id, number, connector, connector_payment_id, status,
     error_code, error_message, latency_ms, references_json, created_at, updated_at)
@@ -80,16 +85,23 @@ class PostgresPaymentRepository:
         self._conn = conn
         self.seen: dict[str, Payment] = {}
         self.wrote = False  # any write issued or queued (the unit of work must not COMMIT blind)
-        self._queued: list[tuple[str, Payment]] = []  # (INSERT | UPDATE | children, payment)
+        # (INSERT | UPDATE | children only, payment, extra parameters)
+        self._queued: list[tuple[str, Payment, dict[str, Any]]] = []
 
     async def add(self, payment: Payment) -> None:
-        self.wrote = True
-        self._queued.append((_INSERT_PAYMENT, payment))
-        self.seen[payment.id] = payment
+        self._queue(_INSERT_PAYMENT, payment)
 
     async def save(self, payment: Payment) -> None:
+        self._queue(_UPDATE_PAYMENT, payment)
+
+    async def save_if_version(self, payment: Payment, expected_version: int) -> None:
+        """Queued first-class: the check runs in the commit pipeline, before the other writes,
+        and aborts the transaction (ConcurrentUpdate at commit) if the row moved on."""
+        self._queue(_UPDATE_PAYMENT_IF_VERSION, payment, expected_version=expected_version)
+
+    def _queue(self, statement: str, payment: Payment, **extra: Any) -> None:
         self.wrote = True
-        self._queued.append((_UPDATE_PAYMENT, payment))
+        self._queued.append((statement, payment, extra))
         self.seen[payment.id] = payment
 
     async def flush(self) -> None:
@@ -101,28 +113,15 @@ class PostgresPaymentRepository:
         attempts: dict[str, dict[str, Any]] = {}
         refunds: dict[str, dict[str, Any]] = {}
         async with self._conn.cursor() as cur:
-            for statement, payment in queued:
+            for statement, payment, extra in queued:
                 if statement:
-                    await cur.execute(statement, payment_params(payment))
+                    await cur.execute(statement, {**payment_params(payment), **extra})
                 attempts.update((a.id, attempt_params(a)) for a in payment.attempts)
                 refunds.update((r.id, refund_params(r)) for r in payment.refunds)
             if attempts:
                 await cur.executemany(_UPSERT_ATTEMPT, list(attempts.values()))
             if refunds:
                 await cur.executemany(_UPSERT_REFUND, list(refunds.values()))
-
-    async def save_if_version(self, payment: Payment, expected_version: int) -> bool:
-        """Save only if the stored payment is still at `expected_version` (nobody else changed
-        it since it was read); False, with nothing written, otherwise."""
-        self.wrote = True
-        cur = await self._conn.execute(
-            _UPDATE_PAYMENT + " AND version = %(expected_version)s RETURNING 1",
-            {**payment_params(payment), "expected_version": expected_version})
-        if await cur.fetchone() is None:
-            return False
-        self._queued.append(("", payment))  # its attempts and refunds go with the commit
-        self.seen[payment.id] = payment
-        return True
 
     async def get(self, merchant_id: str, payment_id: str, *, for_update: bool = False) -> Payment:
         """The merchant's payment; NotFound if absent, PermissionDenied if another merchant's."""

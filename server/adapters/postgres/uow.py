@@ -7,6 +7,7 @@ import json
 from types import TracebackType
 from typing import Self
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from server.adapters.payment_metrics import observe_committed
@@ -15,6 +16,7 @@ from server.adapters.postgres.pool import Conn, postgres_errors_as_unavailable
 from server.adapters.postgres.sync_schedule import PostgresSyncSchedule
 from server.adapters.protobuf import event_to_proto
 from server.domain.payment import Payment, StateChange
+from server.errors import ConcurrentUpdate
 
 __all__ = ["OUTBOX_CHANNEL", "PAYMENTS_TOPIC", "PAYMENT_CHANNEL", "PostgresUnitOfWork"]
 
@@ -90,22 +92,26 @@ class PostgresUnitOfWork:
                         outbox_rows.append(_outbox_row(change, payment))
                 if payment.changes:
                     notify.append(f"{payment.id}:{payment.version}")
-            # One pipelined round trip for the rows and the notifications, then COMMIT.
-            async with conn.pipeline(), conn.cursor() as cur:
-                await self.payments.flush()
-                if audit_rows:
-                    await cur.executemany(_INSERT_AUDIT, audit_rows)
-                if outbox_rows:
-                    await cur.executemany(_INSERT_OUTBOX, outbox_rows)
-                scheduled = await self.sync_schedule.flush()
-                channels = [(PAYMENT_CHANNEL, payload) for payload in notify]
-                if outbox_rows or scheduled:
-                    channels.append((OUTBOX_CHANNEL, ""))
-                if channels:
-                    await cur.execute(
-                        "SELECT " + ", ".join("pg_notify(%s, %s)" for _ in channels),
-                        [value for pair in channels for value in pair])
-            await conn.commit()
+            # The rows, the notifications and the COMMIT in one pipelined round trip.
+            try:
+                async with conn.pipeline(), conn.cursor() as cur:
+                    await self.payments.flush()
+                    if audit_rows:
+                        await cur.executemany(_INSERT_AUDIT, audit_rows)
+                    if outbox_rows:
+                        await cur.executemany(_INSERT_OUTBOX, outbox_rows)
+                    scheduled = await self.sync_schedule.flush()
+                    channels = [(PAYMENT_CHANNEL, payload) for payload in notify]
+                    if outbox_rows or scheduled:
+                        channels.append((OUTBOX_CHANNEL, ""))
+                    if channels:
+                        await cur.execute(
+                            "SELECT " + ", ".join("pg_notify(%s, %s)" for _ in channels),
+                            [value for pair in channels for value in pair])
+                    await conn.commit()
+            except psycopg.errors.SerializationFailure as exc:
+                # A version-checked write found the row moved on; the transaction is aborted.
+                raise ConcurrentUpdate(str(exc.diag.message_primary or exc)) from exc
         self._committed = True
         for payment in self.payments.seen.values():
             if payment.changes:

@@ -15,6 +15,7 @@ import structlog
 from server.adapters.metrics import GRPC_REQUEST_DURATION, GRPC_REQUESTS
 from server.adapters.postgres.merchants import MerchantStore, Principal
 from server.errors import (
+    ConcurrentUpdate,
     DependencyUnavailable,
     IdempotencyConflict,
     IllegalTransition,
@@ -39,6 +40,7 @@ _STATUS: list[tuple[type[TriveniError], grpc.StatusCode]] = [
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (IllegalTransition, grpc.StatusCode.FAILED_PRECONDITION),
+    (ConcurrentUpdate, grpc.StatusCode.ABORTED),
     (DependencyUnavailable, grpc.StatusCode.UNAVAILABLE),
 ]
 _PUBLIC_PREFIXES = ("/grpc.health.", "/grpc.reflection.")

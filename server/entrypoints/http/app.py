@@ -206,6 +206,7 @@ def build_http_app(deps: HttpDeps) -> Starlette:
 
 def _triveni_error(exc: TriveniError) -> JSONResponse:
     from server.errors import (
+        ConcurrentUpdate,
         IdempotencyConflict,
         IllegalTransition,
         PermissionDenied,
@@ -216,7 +217,8 @@ def _triveni_error(exc: TriveniError) -> JSONResponse:
     if isinstance(exc, ValidationError):
         return _error(400, str(exc), field=exc.field)
     status = {Unauthenticated: 401, PermissionDenied: 403, NotFound: 404,
-              IdempotencyConflict: 409, IllegalTransition: 409, RateLimited: 429,
+              IdempotencyConflict: 409, IllegalTransition: 409, ConcurrentUpdate: 409,
+              RateLimited: 429,
               DependencyUnavailable: 503}
     for kind, code in status.items():
         if isinstance(exc, kind):
