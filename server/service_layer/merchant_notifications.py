@@ -54,7 +54,8 @@ Clock = Callable[[], datetime]
 
 @dataclass(frozen=True, slots=True)
 class PublishedEvent:
-    """A payment event as read from `payments.events`, with its webhook body already built."""
+    """A payment event as read from `payments.events`. Its webhook body is built on first use
+    (cached by `render_body`): most events belong to merchants without endpoints."""
 
     event_id: str
     event_type: str
@@ -62,7 +63,11 @@ class PublishedEvent:
     payment_id: str
     sequence: int
     occurred_at: datetime
-    body: bytes
+    render_body: Callable[[], bytes]
+
+    @property
+    def body(self) -> bytes:
+        return self.render_body()
 
 
 @dataclass(frozen=True, slots=True)

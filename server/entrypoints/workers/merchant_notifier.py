@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -105,7 +106,8 @@ def event_from_message(message: IncomingMessage) -> PublishedEvent | None:
     return PublishedEvent(
         event_id=event.event_id, event_type=event.type, merchant_id=event.merchant_id,
         payment_id=event.payment.id or (message.key or ""), sequence=event.sequence,
-        occurred_at=event.occurred_at.ToDatetime(tzinfo=UTC), body=event_body(event))
+        occurred_at=event.occurred_at.ToDatetime(tzinfo=UTC),
+        render_body=functools.cache(functools.partial(event_body, event)))
 
 
 def _observe(result: str) -> None:
