@@ -2,7 +2,7 @@
 
     scripts/bench [--duration 20] [--warmup 3] [--processes 2] [--load-processes 2]
                   [--concurrency 64] [--psp-latency-ms 20] [--kafka-client kafka-python|confluent]
-                  [--skip-baseline] [--profile] [--json] [--min-rate N]
+                  [--skip-floor] [--skip-baseline] [--profile] [--json] [--min-rate N]
 
 What it does, all on this machine and all torn down at the end (Ctrl-C and errors included):
 
