@@ -707,6 +707,16 @@ def _run_timed(kind: str, specs: list[dict[str, Any]], *, warmup: float, duratio
     return _TimedRun(results, window, _cpu_usage(before, after, sources), pids)
 
 
+def _load_result(run: _TimedRun, duration: float, server: str) -> dict[str, Any]:
+    """A load run's merged figures, CPU by component and `server`'s CPU per payment."""
+    result = _merge(run.results, duration)
+    result["cpu_cores"] = {k: round(v, 2) for k, v in run.cpu.items()}
+    if result["ok"]:
+        result["server_cpu_ms_per_payment"] = round(
+            run.cpu[server] * duration * 1000 / result["ok"], 3)
+    return result
+
+
 def _merge(results: Sequence[Mapping[str, Any]], duration: float) -> dict[str, Any]:
     latencies = sorted(value for r in results for value in r["latencies_ms"])
     errors: Counter[str] = Counter()
@@ -1304,11 +1314,7 @@ def run(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> dict[str, An
                       warmup=args.warmup, duration=args.duration, sources=sources,
                       cleanup=cleanup, on_window_start=window_start,
                       on_window_end=window_end)
-    triveni = _merge(load.results, args.duration)
-    triveni["cpu_cores"] = {k: round(v, 2) for k, v in load.cpu.items()}
-    if triveni["ok"]:
-        triveni["server_cpu_ms_per_payment"] = round(
-            load.cpu["server"] * args.duration * 1000 / triveni["ok"], 3)
+    triveni = _load_result(load, args.duration, "server")
     _say(f"Triveni: {triveni['per_second']:,.1f} payments/s; waiting for the outbox to drain")
     triveni["outbox"] = asyncio.run(_drain_outbox(services.postgres_url, args.drain_timeout))
     facts = asyncio.run(_database_facts(services.postgres_url))
@@ -1396,11 +1402,7 @@ def _run_floor(args: argparse.Namespace, url: str, template: Mapping[str, Any],
                                 for _ in range(args.load_processes)],
                        warmup=args.warmup, duration=args.duration, sources=floor_sources,
                        cleanup=cleanup)
-    result = _merge(timed.results, args.duration)
-    result["cpu_cores"] = {k: round(v, 2) for k, v in timed.cpu.items()}
-    if result["ok"]:
-        result["server_cpu_ms_per_payment"] = round(
-            timed.cpu["floor server"] * args.duration * 1000 / result["ok"], 3)
+    result = _load_result(timed, args.duration, "floor server")
     floor.stop()
     _say(f"floor: {result['per_second']:,.1f} payments/s")
     return result

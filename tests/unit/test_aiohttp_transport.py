@@ -27,6 +27,7 @@ from server.connectors.http import HttpExecutor
 from tests.fakes.server import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Behaviour = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class RawServer:
@@ -51,9 +52,7 @@ class RawServer:
 
 
 @asynccontextmanager
-async def raw_server(behaviour: Callable[[RawServer, asyncio.StreamReader,
-                                          asyncio.StreamWriter], Awaitable[None]]
-                     ) -> AsyncIterator[tuple[str, RawServer]]:
+async def raw_server(behaviour: Behaviour) -> AsyncIterator[tuple[str, RawServer]]:
     holder: list[RawServer] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -100,11 +99,15 @@ async def hang_up_after_request(state: RawServer, reader: asyncio.StreamReader,
     await state.read_request(reader)  # the PSP got it... and the connection dies
 
 
-async def truncated_body(state: RawServer, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-    await state.read_request(reader)
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"id\":")
-    await writer.drain()
+def answering(raw: bytes) -> Behaviour:
+    """Reads the request, writes `raw` whatever it is, and hangs up."""
+    async def behaviour(state: RawServer, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        await state.read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+
+    return behaviour
 
 
 async def silent(state: RawServer, reader: asyncio.StreamReader,
@@ -113,19 +116,10 @@ async def silent(state: RawServer, reader: asyncio.StreamReader,
     await asyncio.sleep(30)
 
 
-async def garbage(state: RawServer, reader: asyncio.StreamReader,
-                  writer: asyncio.StreamWriter) -> None:
-    await state.read_request(reader)
-    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-    await writer.drain()
-
-
-async def gzipped(state: RawServer, reader: asyncio.StreamReader,
-                  writer: asyncio.StreamWriter) -> None:
-    await state.read_request(reader)
-    writer.write(reply(gzip.compress(b'{"ok":true}'), "Content-Encoding: gzip",
-                       "Content-Type: application/json"))
-    await writer.drain()
+truncated_body = answering(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"id":')
+garbage = answering(b"NOT HTTP AT ALL\r\n\r\n")
+gzipped = answering(reply(gzip.compress(b'{"ok":true}'), "Content-Encoding: gzip",
+                          "Content-Type: application/json"))
 
 
 # ---- bytes on the wire -----------------------------------------------------------------
@@ -207,7 +201,7 @@ async def test_unsupported_scheme_is_refused_before_any_io() -> None:
 @pytest.mark.parametrize("behaviour", [hang_up_after_request, truncated_body, garbage],
                          ids=["hang-up", "truncated", "garbage"])
 async def test_failures_after_the_request_reached_the_psp_are_never_called_unsent(
-        behaviour: Callable[..., Awaitable[None]]) -> None:
+        behaviour: Behaviour) -> None:
     async with raw_server(behaviour) as (base, state):
         async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
             with pytest.raises(httpx.TransportError) as info:
