@@ -1,16 +1,20 @@
 """The Kafka status-sync schedule inside a unit of work: retry and dead-letter messages are
 written to the outbox in the transaction that decided them (the relay publishes any topic).
 
-Each payment has one row in `payment_sync_schedule` whose `ticket` is bumped by every
+Each payment has one row in `payment_sync_schedule` whose `ticket` is replaced by every
 scheduled message; the message carries its ticket, so the consumer can tell the live message
-from superseded or redelivered ones. The topic is the ladder rung's
-(`payments.retry.5s/30s/5m/1h`; rungs past the last reuse `payments.retry.1h`), the key the
-payment id.
+from superseded or redelivered ones (tickets are compared for equality only). The ticket is
+a random 52-bit number (exact in any JSON parser) drawn here, so the message is encoded before
+the write, and the schedule row and its outbox row go in one statement in the commit pipeline
+with no round trip of their own: the outbox row is written only if the schedule row was. The
+topic is the ladder rung's (`payments.retry.5s/30s/5m/1h`; rungs past the last reuse
+`payments.retry.1h`), the key the payment id.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping
 from typing import Final
 
@@ -24,15 +28,22 @@ __all__ = ["SYNC_DEAD_LETTER_EVENT", "SYNC_DUE_EVENT", "PostgresSyncSchedule", "
 
 SYNC_DUE_EVENT: Final = "payment.sync_due"
 SYNC_DEAD_LETTER_EVENT: Final = "payment.sync_dead_lettered"
+_TICKET_BITS: Final = 52  # below 2**53: JavaScript consumers read it exactly
 
-_BUMP = """
-INSERT INTO payment_sync_schedule AS s (payment_id, ticket, attempt, due_at)
-VALUES (%(payment_id)s, 1, %(attempt)s, %(due_at)s)
-ON CONFLICT (payment_id) DO UPDATE
-SET ticket = s.ticket + 1, attempt = EXCLUDED.attempt, due_at = EXCLUDED.due_at,
-    updated_at = now()
-WHERE %(supersedes)s::bigint IS NULL OR s.ticket = %(supersedes)s::bigint
-RETURNING ticket
+_BUMP_AND_QUEUE = """
+WITH bumped AS (
+    INSERT INTO payment_sync_schedule AS s (payment_id, ticket, attempt, due_at)
+    VALUES (%(payment_id)s, %(ticket)s, %(attempt)s, %(due_at)s)
+    ON CONFLICT (payment_id) DO UPDATE
+    SET ticket = EXCLUDED.ticket, attempt = EXCLUDED.attempt, due_at = EXCLUDED.due_at,
+        updated_at = now()
+    WHERE (%(supersedes)s::bigint IS NULL OR s.ticket = %(supersedes)s::bigint)
+      AND s.ticket <> EXCLUDED.ticket
+    RETURNING 1
+)
+INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at)
+SELECT %(event_id)s, %(topic)s, %(payment_id)s, %(event_type)s, %(payload)s, %(created_at)s
+FROM bumped
 """
 _OUTBOX = (
     "INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at)"
@@ -79,28 +90,30 @@ class PostgresSyncSchedule:
                 "DELETE FROM payment_sync_schedule WHERE payment_id = %s", (payment_id,))
 
     async def flush(self) -> int:
-        """Write what was queued (inside the caller's transaction); returns outbox rows added."""
-        rows: list[tuple[object, ...]] = []
+        """Queue the writes (inside the caller's transaction, pipeline-friendly: nothing is
+        fetched); returns how many outbox rows were queued (a superseded schedule adds none)."""
         now = utcnow()
         async with self._conn.cursor() as cur:
+            scheduled = []
             for request in self._scheduled:
-                await cur.execute(_BUMP, {
-                    "payment_id": request.payment_id, "attempt": request.attempt,
-                    "due_at": request.due_at, "supersedes": request.supersedes})
-                bumped = await cur.fetchone()
-                if bumped is None:
-                    continue  # superseded meanwhile: the newer message carries on
-                message = SyncMessage(request.payment_id, int(str(bumped["ticket"])),
-                                      request.attempt, request.due_at, request.reason)
-                rows.append((new_id("evt"), retry_topic(request.attempt), request.payment_id,
-                             SYNC_DUE_EVENT, message.encode(), now))
-            for key, body in self._dead:
-                payload = json.dumps(body, default=str, separators=(",", ":")).encode()
-                rows.append((new_id("evt"), PAYMENTS_DLQ, key, SYNC_DEAD_LETTER_EVENT, payload,
-                             now))
-            if rows:
-                await cur.executemany(_OUTBOX, rows)
+                ticket = secrets.randbits(_TICKET_BITS) + 1
+                message = SyncMessage(request.payment_id, ticket, request.attempt,
+                                      request.due_at, request.reason)
+                scheduled.append({
+                    "payment_id": request.payment_id, "ticket": ticket,
+                    "attempt": request.attempt, "due_at": request.due_at,
+                    "supersedes": request.supersedes, "event_id": new_id("evt"),
+                    "topic": retry_topic(request.attempt), "event_type": SYNC_DUE_EVENT,
+                    "payload": message.encode(), "created_at": now})
+            if scheduled:
+                await cur.executemany(_BUMP_AND_QUEUE, scheduled)
+            dead = [(new_id("evt"), PAYMENTS_DLQ, key, SYNC_DEAD_LETTER_EVENT,
+                     json.dumps(body, default=str, separators=(",", ":")).encode(), now)
+                    for key, body in self._dead]
+            if dead:
+                await cur.executemany(_OUTBOX, dead)
+        queued = len(scheduled) + len(dead)
         self._scheduled.clear()
         self._dead.clear()
-        return len(rows)
+        return queued
 
