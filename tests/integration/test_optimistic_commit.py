@@ -61,3 +61,22 @@ async def test_a_current_optimistic_save_commits_with_its_audit_and_event(stack:
         await uow.payments.save_if_version(payment, version)
         await uow.commit()
     assert await _counts(stack, created.id) == (version + 1, audit + 1, outbox + 1)
+
+
+async def test_changes_of_one_commit_are_written_in_order(stack: Stack) -> None:
+    """A blocked payment is created and blocked in one transaction: its audit rows and events
+    are written in that order (the relay publishes a payment's events in outbox id order)."""
+    blocked = await create(stack, upi_request(1_50_000_00))
+    assert blocked.status == pb.PAYMENT_STATUS_BLOCKED
+    async with stack.app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT action, before_status, after_status, details FROM audit_log"
+            " WHERE payment_id = %s ORDER BY id", (blocked.id,))
+        audit = await cur.fetchall()
+        cur = await conn.execute(
+            "SELECT event_type, topic FROM outbox WHERE key = %s ORDER BY id", (blocked.id,))
+        events = await cur.fetchall()
+    assert [(r["action"], r["before_status"], r["after_status"]) for r in audit] == [
+        ("payment.created", None, "CREATED"), ("payment.blocked", "CREATED", "BLOCKED")]
+    assert isinstance(audit[1]["details"], dict)  # stored as jsonb, not a string
+    assert [r["event_type"] for r in events] == ["payment.created", "payment.blocked"]
