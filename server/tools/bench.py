@@ -1477,6 +1477,16 @@ def _fmt_counts(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{name} {count:,}" for name, count in counts.items()) or "none"
 
 
+def _cpu_lines(result: Mapping[str, Any], cpus: int) -> list[str]:
+    """A load run's CPU by component, and its server's CPU per payment when known."""
+    cpu = result["cpu_cores"]
+    parts = ", ".join(f"{name} {value:.2f}" for name, value in cpu.items() if name != "machine")
+    lines = [f"  CPU (cores)  {parts}; machine {cpu['machine']:.2f} of {cpus}"]
+    if "server_cpu_ms_per_payment" in result:
+        lines.append(f"  server CPU   {result['server_cpu_ms_per_payment']:.2f} ms per payment")
+    return lines
+
+
 def render_text(summary: Mapping[str, Any]) -> str:
     c = summary["conditions"]
     t = summary["triveni"]
@@ -1516,18 +1526,13 @@ def render_text(summary: Mapping[str, Any]) -> str:
     out = t["outbox"]
     drain = (f"drained in {out['drain_seconds']:.1f} s" if out["drained"] else
              f"NOT drained: {out['unpublished_after_timeout']:,} left after the timeout")
-    cpu = t["cpu_cores"]
-    parts = ", ".join(f"{name} {value:.2f}" for name, value in cpu.items()
-                      if name not in ("machine",))
     lines += [
         f"  replies      {_fmt_counts(t['reply_statuses'])}",
         f"  PostgreSQL   {_fmt_counts(t['final_states'])} (all payments, warm-up included)",
         "  rows/payment " + ", ".join(f"{k} {v:g}" for k, v in t["rows_per_payment"].items()),
         f"  outbox       {out['unpublished_at_end']:,} unpublished when the load stopped; {drain}",
-        f"  CPU (cores)  {parts}; machine {cpu['machine']:.2f} of {c['cpus']}",
+        *_cpu_lines(t, c["cpus"]),
     ]
-    if "server_cpu_ms_per_payment" in t:
-        lines.append(f"  server CPU   {t['server_cpu_ms_per_payment']:.2f} ms per payment")
     if t["server_log_problem_lines"]:
         lines.append(f"  server log   {t['server_log_problem_lines']} warning/error lines")
     stmts = t.get("pg_statements")
@@ -1557,8 +1562,6 @@ def render_text(summary: Mapping[str, Any]) -> str:
     floor = summary.get("floor")
     if floor:
         fl = floor["latency_ms"]
-        fcpu = ", ".join(f"{name} {value:.2f}" for name, value in floor["cpu_cores"].items()
-                         if name != "machine")
         lines += ["", "Floor: same load, same libraries and I/O per payment, no logic "
                       "(server.tools.bench_floor: gRPC, 2 pipelined transactions of the "
                       "baseline's writes, the PSP call through the same connector)",
@@ -1566,11 +1569,7 @@ def render_text(summary: Mapping[str, Any]) -> str:
                   f"{_ratio(t['per_second'], floor['per_second'])}",
                   f"  latency ms   p50 {fl['p50']:.1f}  p99 {fl['p99']:.1f}",
                   f"  errors       {_fmt_counts(floor['errors'])}",
-                  f"  CPU (cores)  {fcpu}; machine {floor['cpu_cores']['machine']:.2f} of "
-                  f"{c['cpus']}"]
-        if "server_cpu_ms_per_payment" in floor:
-            lines.append(f"  server CPU   {floor['server_cpu_ms_per_payment']:.2f} ms per "
-                         "payment")
+                  *_cpu_lines(floor, c["cpus"])]
     base = summary["baseline"]
     if base:
         rate = t["per_second"]

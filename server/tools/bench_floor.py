@@ -29,19 +29,29 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
+from psycopg_pool import AsyncConnectionPool
+from triveni.v1 import common_pb2, payment_service_pb2
+
+from server.connectors.base import ConnectorAccount, CreatePaymentInput
+from server.connectors.http import HttpExecutor
+from server.connectors.simulator.connector import SimulatorConnector
+from server.domain.money import Money
+from server.tools.bench import BASELINE_TX1, BASELINE_TX2, baseline_params, die_with_parent
+
 __all__ = ["main"]
 
 
 class _FloorServicer:
     """CreatePayment only (registered alone; every other method answers UNIMPLEMENTED)."""
 
-    def __init__(self, pool: Any, executor: Any, account: Any, template: Mapping[str, Any],
-                 statements: tuple[Sequence[str], Sequence[str]]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], executor: HttpExecutor,
+                 account: ConnectorAccount, template: Mapping[str, Any]) -> None:
         self._pool = pool
         self._executor = executor
         self._account = account
+        self._connector = SimulatorConnector()
         self._template = template
-        self._tx1, self._tx2 = statements
         self._rng = random.Random(os.getpid())
         self._prefix = f"floor{os.getpid()}_"
         self._sequence = iter(range(1 << 62))
@@ -52,38 +62,25 @@ class _FloorServicer:
                 await conn.execute(statement, params)
             await conn.commit()
 
-    async def CreatePayment(self, request: Any, context: Any) -> Any:
-        from triveni.v1 import common_pb2
-
-        from server.connectors.base import CreatePaymentInput
-        from server.connectors.simulator.connector import SimulatorConnector
-        from server.domain.money import Money
-        from server.tools.bench import baseline_params
-
+    async def CreatePayment(self, request: payment_service_pb2.CreatePaymentRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> common_pb2.Payment:
         params = baseline_params(self._template, self._prefix, next(self._sequence), self._rng)
-        await self._transaction(self._tx1, params)
-        result = await SimulatorConnector().create_payment(self._executor, self._account,
-                                                           CreatePaymentInput(
+        await self._transaction(BASELINE_TX1, params)
+        result = await self._connector.create_payment(self._executor, self._account,
+                                                      CreatePaymentInput(
             payment_id=params["pay_id"], attempt_id=params["att_id"],
             amount=Money(params["amount"], "INR"), method="upi",
             method_details={"upi_flow": "intent"}, customer_id=request.customer.id,
             customer_name="", customer_email="", customer_phone="", description="bench",
             return_url="", webhook_url="http://127.0.0.1:1/webhooks/simulator_standard"))
         params.update(psp_id=result.connector_payment_id, redirect=result.redirect_url)
-        await self._transaction(self._tx2, params)
+        await self._transaction(BASELINE_TX2, params)
         return common_pb2.Payment(id=params["pay_id"],
                                   status=common_pb2.PAYMENT_STATUS_REQUIRES_ACTION,
                                   redirect_url=result.redirect_url)
 
 
 async def _serve(args: argparse.Namespace, template: dict[str, Any]) -> None:
-    import grpc
-    from psycopg_pool import AsyncConnectionPool
-
-    from server.connectors.base import ConnectorAccount
-    from server.connectors.http import HttpExecutor
-    from server.tools.bench import BASELINE_TX1, BASELINE_TX2
-
     template["payload"] = bytes.fromhex(template["payload_hex"])
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         args.postgres_url, min_size=args.pg_pool_max, max_size=args.pg_pool_max, open=False)
@@ -91,10 +88,8 @@ async def _serve(args: argparse.Namespace, template: dict[str, Any]) -> None:
     executor = HttpExecutor()
     account = ConnectorAccount(name="simulator_standard", psp="simulator",
                                base_url=args.psp_url)
-    servicer = _FloorServicer(pool, executor, account, template, (BASELINE_TX1, BASELINE_TX2))
+    servicer = _FloorServicer(pool, executor, account, template)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-    from triveni.v1 import common_pb2, payment_service_pb2
-
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "triveni.v1.PaymentService", {"CreatePayment": grpc.unary_unary_rpc_method_handler(
             servicer.CreatePayment,
@@ -113,8 +108,6 @@ async def _serve(args: argparse.Namespace, template: dict[str, Any]) -> None:
 
 
 def _child(args: argparse.Namespace) -> None:
-    from server.tools.bench import die_with_parent
-
     die_with_parent()
     try:
         import uvloop
